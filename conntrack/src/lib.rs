@@ -1,0 +1,1 @@
+//! Connection tracking and a stateful firewall for the data path.

@@ -1,0 +1,11 @@
+//! The OpenVPN control channel as a sans-IO state machine, and the config it is driven by.
+
+pub mod config;
+pub mod key_method;
+pub mod packet;
+pub mod pool;
+pub mod push;
+pub mod reliable;
+pub mod static_key;
+pub mod tls;
+pub mod wrap;

@@ -1,0 +1,1 @@
+//! The dco data path: workers, peers, routing, I/O, and the IPC server.

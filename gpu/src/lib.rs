@@ -1,0 +1,1 @@
+//! Batch AEAD on CUDA implementing `crypto::BatchAead`.
