@@ -836,3 +836,414 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, InvalidReason> {
         l4_off: ip.l4_off,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{self, IpOpts, Tcp};
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn tcp_seg(src: &str, dst: &str) -> Vec<u8> {
+        Tcp {
+            sport: 1234,
+            dport: 80,
+            seq: 7,
+            flags: wire::TCP_SYN,
+            win: 1000,
+            ..Tcp::default()
+        }
+        .segment(ip(src), ip(dst))
+    }
+
+    #[test]
+    fn ipv4_tcp() {
+        let p = Tcp {
+            sport: 1234,
+            dport: 80,
+            seq: 7,
+            ack: 9,
+            flags: wire::TCP_ACK | wire::TCP_PSH,
+            win: 1000,
+            options: vec![1, 1, 1, 1],
+            payload: vec![1, 2, 3],
+        }
+        .packet(ip("10.0.0.1"), ip("10.0.0.2"));
+        let pk = parse(&p).unwrap();
+        assert_eq!(pk.family, Family::Ipv4);
+        assert_eq!(pk.len as usize, p.len());
+        assert_eq!(pk.frag, Frag::None);
+        let L4::Tcp(t) = pk.l4 else {
+            panic!("{:?}", pk.l4)
+        };
+        assert_eq!(
+            (t.sport, t.dport, t.seq, t.ack, t.win),
+            (1234, 80, 7, 9, 1000)
+        );
+        assert_eq!((t.hdr_len, t.payload_len), (24, 3));
+        assert_eq!(pk.tcp_options(), &[1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn trailing_padding_is_ignored_and_short_buffers_rejected() {
+        let mut p = build::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2, b"xy");
+        let n = p.len();
+        p.extend_from_slice(&[0; 6]); // Ethernet minimum-frame padding
+        let pk = parse(&p).unwrap();
+        assert_eq!(pk.len as usize, n);
+        assert_eq!(pk.bytes().len(), n);
+        assert_eq!(
+            parse(&p[..n - 1]).unwrap_err(),
+            InvalidReason::Ipv4BadTotalLength
+        );
+        assert_eq!(parse(&p[..19]).unwrap_err(), InvalidReason::Ipv4Truncated);
+        assert_eq!(parse(&[]).unwrap_err(), InvalidReason::Empty);
+        assert_eq!(parse(&[0x55; 40]).unwrap_err(), InvalidReason::BadVersion);
+        let mut bad = p.clone();
+        bad[0] = 0x44;
+        assert_eq!(parse(&bad).unwrap_err(), InvalidReason::Ipv4BadIhl);
+        // IHL claims options beyond the buffer.
+        let mut bad = p[..20].to_vec();
+        bad[0] = 0x4f;
+        assert_eq!(parse(&bad).unwrap_err(), InvalidReason::Ipv4Truncated);
+    }
+
+    #[test]
+    fn truncated_transport_headers_are_invalid_not_errors() {
+        let full = build::udp(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2, b"");
+        // Keep the IP header consistent but cut the UDP header.
+        let mut p = full[..24].to_vec();
+        p[2..4].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::UdpTruncated)
+        );
+
+        let seg = tcp_seg("10.0.0.1", "10.0.0.2");
+        let p = build::ip(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            6,
+            &seg[..19],
+            &IpOpts::default(),
+        );
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::TcpTruncated)
+        );
+        let mut seg2 = seg.clone();
+        seg2[12] = 4 << 4;
+        let p = build::ip(ip("10.0.0.1"), ip("10.0.0.2"), 6, &seg2, &IpOpts::default());
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::TcpBadDataOffset)
+        );
+        let mut seg3 = seg.clone();
+        seg3[12] = 15 << 4; // 60-byte header in a 20-byte segment
+        let p = build::ip(ip("10.0.0.1"), ip("10.0.0.2"), 6, &seg3, &IpOpts::default());
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::TcpTruncated)
+        );
+
+        let mut u = build::udp_segment(ip("10.0.0.1"), ip("10.0.0.2"), 1, 2, b"abc");
+        u[4..6].copy_from_slice(&100u16.to_be_bytes());
+        let p = build::ip(ip("10.0.0.1"), ip("10.0.0.2"), 17, &u, &IpOpts::default());
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::UdpBadLength)
+        );
+
+        let p = build::ip(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            1,
+            &[8, 0, 0],
+            &IpOpts::default(),
+        );
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::IcmpTruncated)
+        );
+    }
+
+    #[test]
+    fn ipv6_extension_header_chain() {
+        let seg = tcp_seg("fd00::1", "fd00::2");
+        let o = IpOpts {
+            ext: vec![
+                (wire::IPPROTO_HOPOPTS, vec![1, 4, 0, 0, 0, 0]),
+                (wire::IPPROTO_DSTOPTS, vec![0; 14]),
+                (wire::IPPROTO_ROUTING, vec![0, 0, 0, 0, 0, 0]),
+                (wire::IPPROTO_AH, vec![0; 10]),
+                (wire::IPPROTO_DSTOPTS, vec![0; 6]),
+            ],
+            ..IpOpts::default()
+        };
+        let p = build::ip(ip("fd00::1"), ip("fd00::2"), 6, &seg, &o);
+        let pk = parse(&p).unwrap();
+        assert_eq!(pk.proto, 6);
+        assert!(matches!(pk.l4, L4::Tcp(t) if t.dport == 80));
+        // 40 + 8 + 16 + 8 + 12 + 8
+        assert_eq!(pk.l4_offset(), 92);
+    }
+
+    #[test]
+    fn ipv6_bad_chains() {
+        let seg = tcp_seg("fd00::1", "fd00::2");
+        let mk = |ext: Vec<(u8, Vec<u8>)>| {
+            build::ip(
+                ip("fd00::1"),
+                ip("fd00::2"),
+                6,
+                &seg,
+                &IpOpts {
+                    ext,
+                    ..IpOpts::default()
+                },
+            )
+        };
+        let p = mk(vec![
+            (wire::IPPROTO_DSTOPTS, vec![0; 6]),
+            (wire::IPPROTO_HOPOPTS, vec![0; 6]),
+        ]);
+        assert_eq!(parse(&p).unwrap_err(), InvalidReason::HopByHopNotFirst);
+        let p = mk(vec![(wire::IPPROTO_DSTOPTS, vec![0; 6]); 9]);
+        assert_eq!(parse(&p).unwrap_err(), InvalidReason::ExtHeaderChainTooLong);
+        // Routing header claiming 2 KB.
+        let mut p = mk(vec![(wire::IPPROTO_ROUTING, vec![0; 6])]);
+        p[41] = 255;
+        assert_eq!(parse(&p).unwrap_err(), InvalidReason::ExtHeaderTruncated);
+        // Extension header cut by the payload length.
+        let mut p = mk(vec![(wire::IPPROTO_DSTOPTS, vec![0; 6])]);
+        p[4..6].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(parse(&p).unwrap_err(), InvalidReason::ExtHeaderTruncated);
+        let mut p = mk(vec![]);
+        p[4..6].copy_from_slice(&2000u16.to_be_bytes());
+        assert_eq!(parse(&p).unwrap_err(), InvalidReason::Ipv6BadPayloadLength);
+        let mut p = mk(vec![(wire::IPPROTO_HOPOPTS, vec![0; 6])]);
+        p[4..6].copy_from_slice(&0u16.to_be_bytes());
+        assert_eq!(parse(&p).unwrap_err(), InvalidReason::Ipv6Jumbogram);
+        assert_eq!(parse(&p[..39]).unwrap_err(), InvalidReason::Ipv6Truncated);
+        // Two fragment headers.
+        let frag = vec![0, 0, 0, 0, 0, 1];
+        let p = mk(vec![
+            (wire::IPPROTO_FRAGMENT, frag.clone()),
+            (wire::IPPROTO_FRAGMENT, frag),
+        ]);
+        assert_eq!(
+            parse(&p).unwrap_err(),
+            InvalidReason::DuplicateFragmentHeader
+        );
+        // No next header.
+        let p = build::ip(
+            ip("fd00::1"),
+            ip("fd00::2"),
+            wire::IPPROTO_NONE,
+            &[],
+            &IpOpts::default(),
+        );
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::NoNextHeader)
+        );
+    }
+
+    #[test]
+    fn fragments_v4_and_v6() {
+        let seg = tcp_seg("10.0.0.1", "10.0.0.2");
+        let first = build::ip(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            6,
+            &seg,
+            &IpOpts {
+                id: 77,
+                frag: Some((0, true)),
+                ..IpOpts::default()
+            },
+        );
+        let pk = parse(&first).unwrap();
+        assert_eq!(pk.frag, Frag::First { id: 77 });
+        assert!(matches!(pk.l4, L4::Tcp(_)));
+        let later = build::ip(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            6,
+            &[0; 16],
+            &IpOpts {
+                id: 77,
+                frag: Some((24, false)),
+                ..IpOpts::default()
+            },
+        );
+        let pk = parse(&later).unwrap();
+        assert_eq!(pk.frag, Frag::Later { id: 77, offset: 24 });
+        assert_eq!(pk.l4, L4::Fragment);
+        assert_eq!(pk.len, 16);
+        // Tiny first fragment: not even the TCP header.
+        let tiny = build::ip(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            6,
+            &seg[..8],
+            &IpOpts {
+                id: 78,
+                frag: Some((0, true)),
+                ..IpOpts::default()
+            },
+        );
+        assert_eq!(
+            parse(&tiny).unwrap().l4,
+            L4::Invalid(InvalidReason::FirstFragmentTooShort)
+        );
+
+        let seg6 = tcp_seg("fd00::1", "fd00::2");
+        let first6 = build::ip(
+            ip("fd00::1"),
+            ip("fd00::2"),
+            6,
+            &seg6,
+            &IpOpts {
+                id: 0xdead_beef,
+                frag: Some((0, true)),
+                ..IpOpts::default()
+            },
+        );
+        let pk = parse(&first6).unwrap();
+        assert_eq!(pk.frag, Frag::First { id: 0xdead_beef });
+        assert_eq!(pk.proto, 6);
+        assert_eq!(pk.len as usize, first6.len() - 8);
+        let later6 = build::ip(
+            ip("fd00::1"),
+            ip("fd00::2"),
+            6,
+            &[0; 16],
+            &IpOpts {
+                id: 0xdead_beef,
+                frag: Some((1232, true)),
+                ..IpOpts::default()
+            },
+        );
+        let pk = parse(&later6).unwrap();
+        assert_eq!(
+            pk.frag,
+            Frag::Later {
+                id: 0xdead_beef,
+                offset: 1232
+            }
+        );
+        assert_eq!(pk.len, 16);
+        // Atomic fragment (offset 0, no more): an ordinary packet.
+        let atomic = build::ip(
+            ip("fd00::1"),
+            ip("fd00::2"),
+            6,
+            &seg6,
+            &IpOpts {
+                id: 5,
+                frag: Some((0, false)),
+                ..IpOpts::default()
+            },
+        );
+        let pk = parse(&atomic).unwrap();
+        assert_eq!(pk.frag, Frag::None);
+        assert!(matches!(pk.l4, L4::Tcp(_)));
+    }
+
+    #[test]
+    fn icmp_kinds() {
+        let a = ip("10.0.0.1");
+        let b = ip("10.0.0.2");
+        let buf = build::echo_request(a, b, 9, 1);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(
+            pk.l4,
+            L4::IcmpQuery {
+                typ: 8,
+                code: 0,
+                id: 9
+            }
+        );
+        let buf = build::icmp(a, b, 9, 0, [0; 4], &[]);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(pk.l4, L4::Invalid(InvalidReason::IcmpNoConnection));
+        let buf = build::icmp(a, b, 40, 0, [0; 4], &[]);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(pk.l4, L4::Invalid(InvalidReason::IcmpUnknownType));
+
+        let quoted = build::udp(b, ip("192.0.2.1"), 5000, 53, b"q");
+        let buf = build::icmp_error(a, b, 3, 3, &quoted);
+        let pk = parse(&buf).unwrap();
+        let L4::IcmpError {
+            typ: 3,
+            code: 3,
+            inner,
+        } = pk.l4
+        else {
+            panic!("{:?}", pk.l4)
+        };
+        assert_eq!(inner.proto, 17);
+        assert_eq!(
+            inner.l4,
+            InnerL4::Ports {
+                sport: 5000,
+                dport: 53
+            }
+        );
+        // Quote cut to the IP header + 8 bytes still parses.
+        let buf = build::icmp_error(a, b, 11, 0, &quoted[..28]);
+        let pk = parse(&buf).unwrap();
+        assert!(matches!(pk.l4, L4::IcmpError { .. }));
+        let buf = build::icmp_error(a, b, 11, 0, &quoted[..24]);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(pk.l4, L4::Invalid(InvalidReason::IcmpErrorBadInner));
+        // An error quoting an error.
+        let err = build::icmp_error(b, a, 3, 1, &quoted);
+        let buf = build::icmp_error(a, b, 3, 1, &err);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(pk.l4, L4::Invalid(InvalidReason::IcmpErrorNested));
+        // An IPv6 packet quoted in an ICMPv4 error.
+        let q6 = build::udp(ip("fd00::1"), ip("fd00::2"), 1, 2, b"");
+        let buf = build::icmp_error(a, b, 3, 1, &q6);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(pk.l4, L4::Invalid(InvalidReason::IcmpErrorBadInner));
+
+        let a6 = ip("fd00::1");
+        let b6 = ip("fd00::2");
+        let buf = build::icmp(a6, b6, 135, 0, [0; 4], &[0; 16]);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(pk.l4, L4::IcmpUntracked { typ: 135, code: 0 });
+        let buf = build::echo_reply(a6, b6, 3, 1);
+        let pk = parse(&buf).unwrap();
+        assert_eq!(
+            pk.l4,
+            L4::IcmpQuery {
+                typ: 129,
+                code: 0,
+                id: 3
+            }
+        );
+        let q = build::udp(b6, ip("fd00::9"), 7, 8, b"x");
+        let buf = build::icmp_error(a6, b6, 2, 0, &q);
+        let pk = parse(&buf).unwrap();
+        assert!(matches!(pk.l4, L4::IcmpError { typ: 2, .. }));
+        // ICMPv4 in IPv6.
+        let p = build::ip(a6, b6, 1, &[8, 0, 0, 0, 0, 0, 0, 0], &IpOpts::default());
+        assert_eq!(
+            parse(&p).unwrap().l4,
+            L4::Invalid(InvalidReason::IcmpWrongFamily)
+        );
+    }
+
+    #[test]
+    fn reasons_are_listed_once_in_order() {
+        for (i, r) in InvalidReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert!(!r.name().is_empty());
+        }
+    }
+}

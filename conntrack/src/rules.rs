@@ -256,14 +256,23 @@ impl Match {
     }
 }
 
-/// One rule: conditions (all must hold) and an action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One rule: conditions (all must hold) and an action. Two rules are equal
+/// when they match the same packets with the same action, wherever written.
+#[derive(Debug, Clone)]
 pub struct Rule {
     pub(crate) matches: Vec<Match>,
     pub(crate) action: Action,
     pub(crate) line: u32,
     pub(crate) text: Box<str>,
 }
+
+impl PartialEq for Rule {
+    fn eq(&self, o: &Rule) -> bool {
+        self.matches == o.matches && self.action == o.action
+    }
+}
+
+impl Eq for Rule {}
 
 impl Rule {
     /// What the rule does.

@@ -41,10 +41,11 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// Split a line into tokens; `#` starts a comment outside strings.
-fn lex(line: &str, lineno: u32) -> Result<(Vec<Token<'_>>, u32), RuleError> {
+fn lex(line: &str, lineno: u32) -> Result<(Vec<Token<'_>>, u32, usize), RuleError> {
     let mut toks = Vec::new();
     let mut it = line.char_indices().peekable();
     let mut col = 0u32;
+    let mut code_end = line.len();
     let err = |col: u32, msg: String| RuleError {
         line: lineno,
         col,
@@ -53,7 +54,10 @@ fn lex(line: &str, lineno: u32) -> Result<(Vec<Token<'_>>, u32), RuleError> {
     while let Some((i, c)) = it.next() {
         col += 1;
         match c {
-            '#' => break,
+            '#' => {
+                code_end = i;
+                break;
+            }
             c if c.is_whitespace() => {}
             '{' => toks.push(Token {
                 tok: Tok::LBrace,
@@ -130,7 +134,7 @@ fn lex(line: &str, lineno: u32) -> Result<(Vec<Token<'_>>, u32), RuleError> {
             c => return Err(err(col, format!("unexpected character '{c}'"))),
         }
     }
-    Ok((toks, col + 1))
+    Ok((toks, col + 1, code_end))
 }
 
 fn describe(t: &Tok<'_>) -> String {
@@ -957,7 +961,7 @@ pub(super) fn parse(text: &str) -> Result<RuleSet, RuleError> {
     let mut rules = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let lineno = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let (toks, eol_col) = lex(raw, lineno)?;
+        let (toks, eol_col, code_end) = lex(raw, lineno)?;
         if toks.is_empty() {
             continue;
         }
@@ -998,9 +1002,7 @@ pub(super) fn parse(text: &str) -> Result<RuleSet, RuleError> {
             policy = Some((p, lineno));
             continue;
         }
-        let text = raw.split('#').next().unwrap_or("").trim();
-        // A '#' inside a quoted string would cut the text short; keep the raw line then.
-        let text = if raw.contains('"') { raw.trim() } else { text };
+        let text = raw[..code_end].trim();
         let lp = LineParser {
             toks,
             pos: 0,
