@@ -99,7 +99,7 @@ fn gc_works_in_small_slices() {
     // After the UDP timeout, each slice removes at most its budget.
     let mut total = 0;
     let mut slices = 0;
-    while ct.len() > 0 {
+    while !ct.is_empty() {
         let r = ct.gc_slice(t(31_000), 64);
         assert!(r.scanned <= 64);
         total += r.expired;
