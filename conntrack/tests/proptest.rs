@@ -78,7 +78,7 @@ fn arb_packet() -> impl Strategy<Value = Vec<u8>> {
                     build::icmp_error(s, d, t, b % 5, &q)
                 }
                 6 => {
-                    let seg = build::udp_segment(s, d, sp, dp, &vec![b; 64]);
+                    let seg = build::udp_segment(s, d, sp, dp, &[b; 64]);
                     let off = u32::from(b & 0x3f) * 8;
                     let body = if off == 0 { &seg[..] } else { &seg[8..] };
                     build::ip(
