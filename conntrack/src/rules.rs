@@ -430,10 +430,10 @@ impl RuleSet {
     }
 
     #[inline]
-    fn count(&self, stripe: usize, idx: usize, bytes: u32) {
-        let base = (stripe % STRIPES) * self.stride + idx * 2;
-        self.counters[base].fetch_add(1, Ordering::Relaxed);
-        self.counters[base + 1].fetch_add(u64::from(bytes), Ordering::Relaxed);
+    fn count(&self, thread: usize, idx: usize, bytes: u32) {
+        let base = (thread % STRIPES) * self.stride + idx * 2;
+        crate::stats::bump(&self.counters[base], thread, 1);
+        crate::stats::bump(&self.counters[base + 1], thread, u64::from(bytes));
     }
 
     /// First deciding rule, or the policy.

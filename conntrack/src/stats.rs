@@ -1,10 +1,12 @@
 //! Counters: striped per worker thread, summed on read.
 //!
-//! Each thread that calls into the tracker gets a stripe (a cache-line-padded
-//! block of atomic counters) on first use. A worker increments only its own
-//! stripe with relaxed atomics, so counters never bounce between cores;
-//! [`crate::Conntrack::stats`] adds the stripes up. `conntrack -S` prints one
-//! line per CPU; we print one per stripe (one per worker thread).
+//! Each thread that calls into the tracker gets a number on first use; the
+//! first 64 threads own a stripe each (a cache-line-padded block of counters),
+//! which only they write, with a plain load and store: no locked instruction,
+//! no cache line shared between cores. Threads beyond 64 share stripes and
+//! use atomic adds. [`crate::Conntrack::stats`] adds the stripes up.
+//! `conntrack -S` prints one line per CPU; we print one per stripe (one per
+//! worker thread).
 
 use crate::packet::InvalidReason;
 use crossbeam_utils::CachePadded;
@@ -16,24 +18,35 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// Number of counter stripes; threads beyond this share stripes.
 pub(crate) const STRIPES: usize = 64;
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    static THREAD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// This thread's stripe index.
+/// This thread's number (stripe `n % STRIPES`, owned exclusively when `n < STRIPES`).
 #[inline]
 pub(crate) fn stripe() -> usize {
-    STRIPE.with(|s| {
+    THREAD.with(|s| {
         let v = s.get();
         if v != usize::MAX {
             return v;
         }
-        let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        let v = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
         s.set(v);
         v
     })
+}
+
+/// Add to a counter of stripe `thread`: a plain store when the stripe is the
+/// thread's own, an atomic add when shared.
+#[inline]
+pub(crate) fn bump(c: &AtomicU64, thread: usize, n: u64) {
+    if thread < STRIPES {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    } else {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 macro_rules! counters {
@@ -118,30 +131,39 @@ pub(crate) struct Stripe {
     invalid: [AtomicU64; InvalidReason::COUNT],
 }
 
-impl Stripe {
-    fn new() -> Stripe {
-        Stripe {
-            c: std::array::from_fn(|_| AtomicU64::new(0)),
-            invalid: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
+/// A thread's stripe of one tracker.
+#[derive(Clone, Copy)]
+pub(crate) struct StripeRef<'a> {
+    s: &'a Stripe,
+    thread: usize,
+}
 
+impl StripeRef<'_> {
     #[inline]
     pub(crate) fn inc(&self, c: Ctr) {
-        self.c[c as usize].fetch_add(1, Ordering::Relaxed);
+        bump(&self.s.c[c as usize], self.thread, 1);
     }
 
     #[inline]
     pub(crate) fn add(&self, c: Ctr, n: u64) {
         if n != 0 {
-            self.c[c as usize].fetch_add(n, Ordering::Relaxed);
+            bump(&self.s.c[c as usize], self.thread, n);
         }
     }
 
     #[inline]
     pub(crate) fn invalid(&self, r: InvalidReason) {
         self.inc(Ctr::invalid);
-        self.invalid[r as usize].fetch_add(1, Ordering::Relaxed);
+        bump(&self.s.invalid[r as usize], self.thread, 1);
+    }
+}
+
+impl Stripe {
+    fn new() -> Stripe {
+        Stripe {
+            c: std::array::from_fn(|_| AtomicU64::new(0)),
+            invalid: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 
     fn read(&self) -> Counters {
@@ -167,8 +189,11 @@ impl StatStripes {
     }
 
     #[inline]
-    pub(crate) fn get(&self, stripe: usize) -> &Stripe {
-        &self.stripes[stripe % STRIPES]
+    pub(crate) fn get(&self, thread: usize) -> StripeRef<'_> {
+        StripeRef {
+            s: &self.stripes[thread % STRIPES],
+            thread,
+        }
     }
 
     pub(crate) fn snapshot(&self, entries: usize, max_entries: usize) -> Stats {

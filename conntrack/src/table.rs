@@ -1,29 +1,52 @@
 //! One shard of the connection table: a slab of entries and a hash index.
 //!
-//! Entries live in fixed chunks of 64 that are never moved or freed while
+//! Entries live in fixed chunks of 32 that are never moved or freed while
 //! the shard lives (no reallocation pause, stable slot numbers); free slots
-//! are chained through their `id` field. The index is a SwissTable of 4-byte
-//! slot numbers keyed by the entry's stored hash, so growing it rehashes
-//! small integers, never entries. A shard holds a few hundred entries, so
-//! even its rehash is short.
+//! are chained through their `id` field. The index is an open-addressing
+//! table of 8-byte buckets (`hash32 << 32 | slot + 1`, 0 = empty) with linear
+//! probing and backward-shift deletion: a lookup reads one bucket line and
+//! then the entry. It grows by doubling at 3/4 load; a shard holds a few
+//! hundred entries, so a rehash takes microseconds.
+//!
+//! The index's address and mask are also published outside the lock
+//! ([`Hints`]) so a batch can prefetch bucket lines before taking locks. Hints
+//! are only ever used as prefetch addresses, never dereferenced.
 
 use crate::entry::Entry;
 use crate::frag::FragTable;
 use crate::tuple::FlowKey;
-use hashbrown::HashTable;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-pub(crate) const CHUNK: usize = 64;
+pub(crate) const CHUNK: usize = 32;
 const NIL: u32 = u32::MAX;
+const MIN_BUCKETS: usize = 8;
 
-/// The index hash: the stored 32 bits in both halves, so SwissTable's control
-/// byte (top 7 bits) and bucket (low bits) both come from the key's hash.
-#[inline]
-fn widen(h: u32) -> u64 {
-    (u64::from(h) << 32) | u64::from(h)
+/// Where a shard's index lives, for prefetching without the lock. May be stale.
+pub(crate) struct Hints {
+    base: AtomicPtr<AtomicU64>,
+    mask: AtomicUsize,
+}
+
+impl Hints {
+    pub(crate) fn new() -> Hints {
+        Hints {
+            base: AtomicPtr::new(std::ptr::null_mut()),
+            mask: AtomicUsize::new(0),
+        }
+    }
+
+    /// Address of the bucket where a lookup for `h` starts (for prefetching only).
+    #[inline]
+    pub(crate) fn bucket_addr(&self, h: u32) -> *const u8 {
+        let base = self.base.load(Ordering::Relaxed);
+        let mask = self.mask.load(Ordering::Relaxed);
+        base.wrapping_add(h as usize & mask) as *const u8
+    }
 }
 
 pub(crate) struct Shard {
-    index: HashTable<u32>,
+    index: Box<[AtomicU64]>,
+    mask: usize,
     chunks: Vec<Box<[Entry]>>,
     free: u32,
     /// Slots ever handed out; GC scans `0..high`.
@@ -35,10 +58,21 @@ pub(crate) struct Shard {
     pub(crate) frags: FragTable,
 }
 
+#[inline]
+fn bucket_hash(v: u64) -> u32 {
+    (v >> 32) as u32
+}
+
+#[inline]
+fn bucket_slot(v: u64) -> u32 {
+    (v as u32).wrapping_sub(1)
+}
+
 impl Shard {
     pub(crate) fn new(frag_cap: usize, seed: u64) -> Shard {
         Shard {
-            index: HashTable::new(),
+            index: Box::new([]),
+            mask: 0,
             chunks: Vec::new(),
             free: NIL,
             high: 0,
@@ -72,17 +106,55 @@ impl Shard {
 
     #[inline]
     pub(crate) fn find(&self, key: &FlowKey, h: u32) -> Option<u32> {
-        let chunks = &self.chunks;
-        self.index
-            .find(widen(h), |&s| {
-                let e = &chunks[s as usize / CHUNK][s as usize % CHUNK];
-                e.hash == h && e.key == *key
-            })
-            .copied()
+        if self.index.is_empty() {
+            return None;
+        }
+        let mut i = h as usize & self.mask;
+        loop {
+            let v = self.index[i].load(Ordering::Relaxed);
+            if v == 0 {
+                return None;
+            }
+            if bucket_hash(v) == h {
+                let slot = bucket_slot(v);
+                if self.get(slot).key == *key {
+                    return Some(slot);
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    fn place(index: &[AtomicU64], mask: usize, v: u64) {
+        let mut i = bucket_hash(v) as usize & mask;
+        while index[i].load(Ordering::Relaxed) != 0 {
+            i = (i + 1) & mask;
+        }
+        index[i].store(v, Ordering::Relaxed);
+    }
+
+    fn grow(&mut self, hints: &Hints) {
+        let n = (self.index.len() * 2).max(MIN_BUCKETS);
+        let index: Box<[AtomicU64]> = (0..n).map(|_| AtomicU64::new(0)).collect();
+        for b in self.index.iter() {
+            let v = b.load(Ordering::Relaxed);
+            if v != 0 {
+                Self::place(&index, n - 1, v);
+            }
+        }
+        self.index = index;
+        self.mask = n - 1;
+        hints
+            .base
+            .store(self.index.as_ptr() as *mut AtomicU64, Ordering::Relaxed);
+        hints.mask.store(self.mask, Ordering::Relaxed);
     }
 
     /// Store an entry (its `hash` must be set); returns its slot.
-    pub(crate) fn insert(&mut self, e: Entry) -> u32 {
+    pub(crate) fn insert(&mut self, e: Entry, hints: &Hints) -> u32 {
+        if (self.len as usize + 1) * 4 > self.index.len() * 3 {
+            self.grow(hints);
+        }
         let slot = if self.free != NIL {
             let s = self.free;
             self.free = self.get(s).id;
@@ -97,10 +169,11 @@ impl Shard {
         };
         let h = e.hash;
         *self.get_mut(slot) = e;
-        let chunks = &self.chunks;
-        self.index.insert_unique(widen(h), slot, |&s| {
-            widen(chunks[s as usize / CHUNK][s as usize % CHUNK].hash)
-        });
+        Self::place(
+            &self.index,
+            self.mask,
+            u64::from(h) << 32 | u64::from(slot + 1),
+        );
         self.len += 1;
         slot
     }
@@ -108,9 +181,30 @@ impl Shard {
     /// Remove the entry in `slot`, returning it.
     pub(crate) fn remove(&mut self, slot: u32) -> Entry {
         let e = *self.get(slot);
-        if let Ok(o) = self.index.find_entry(widen(e.hash), |&s| s == slot) {
-            o.remove();
+        let want = u64::from(e.hash) << 32 | u64::from(slot + 1);
+        let mask = self.mask;
+        let mut i = e.hash as usize & mask;
+        // The bucket exists: every stored entry has one.
+        while self.index[i].load(Ordering::Relaxed) != want {
+            i = (i + 1) & mask;
         }
+        // Backward-shift deletion keeps probe sequences unbroken without tombstones.
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let v = self.index[j].load(Ordering::Relaxed);
+            if v == 0 {
+                break;
+            }
+            let home = bucket_hash(v) as usize & mask;
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.index[hole].store(v, Ordering::Relaxed);
+                hole = j;
+            }
+        }
+        self.index[hole].store(0, Ordering::Relaxed);
+
         let free = self.free;
         let s = self.get_mut(slot);
         *s = Entry::default();
@@ -127,8 +221,11 @@ impl Shard {
     }
 
     /// Drop every entry and give the memory back.
-    pub(crate) fn reset(&mut self) {
-        self.index = HashTable::new();
+    pub(crate) fn reset(&mut self, hints: &Hints) {
+        hints.base.store(std::ptr::null_mut(), Ordering::Relaxed);
+        hints.mask.store(0, Ordering::Relaxed);
+        self.index = Box::new([]);
+        self.mask = 0;
         self.chunks = Vec::new();
         self.free = NIL;
         self.high = 0;
@@ -142,7 +239,60 @@ impl Shard {
     pub(crate) fn memory(&self) -> usize {
         self.chunks.len() * CHUNK * std::mem::size_of::<Entry>()
             + self.chunks.capacity() * std::mem::size_of::<Box<[Entry]>>()
-            + self.index.allocation_size()
+            + self.index.len() * std::mem::size_of::<AtomicU64>()
             + self.frags.memory()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Family;
+
+    fn key(i: u32) -> FlowKey {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&i.to_be_bytes());
+        FlowKey::new(Family::Ipv4, 17, a, [9; 16], 1, 2, None).0
+    }
+
+    #[test]
+    fn insert_find_remove_with_colliding_hashes() {
+        let hints = Hints::new();
+        let mut s = Shard::new(4, 0);
+        // Few distinct hashes: long probe runs, wrap-around, backward shifts.
+        let hash = |i: u32| (i % 5) * 0x1000_0001 + 6;
+        let mut slots = Vec::new();
+        for i in 0..300 {
+            let e = Entry {
+                key: key(i),
+                hash: hash(i),
+                ..Entry::default()
+            };
+            slots.push(s.insert(e, &hints));
+        }
+        for i in 0..300 {
+            assert_eq!(s.find(&key(i), hash(i)), Some(slots[i as usize]));
+        }
+        for i in (0..300).step_by(3) {
+            s.remove(slots[i as usize]);
+        }
+        for i in 0..300 {
+            let want = if i % 3 == 0 {
+                None
+            } else {
+                Some(slots[i as usize])
+            };
+            assert_eq!(s.find(&key(i), hash(i)), want, "key {i}");
+        }
+        assert_eq!(s.len(), 200);
+        // Freed slots are reused.
+        let e = Entry {
+            key: key(1000),
+            hash: 7,
+            ..Entry::default()
+        };
+        let slot = s.insert(e, &hints);
+        assert!(slot < 300);
+        assert_eq!(s.find(&key(1000), 7), Some(slot));
     }
 }

@@ -7,8 +7,8 @@ use common::ip;
 use conntrack::build::{self, IpOpts, Tcp};
 use conntrack::packet::{self, L4};
 use conntrack::{
-    Config, Conntrack, IcmpxCode, PacketCtx, PeerRef, REJECT_BUF_LEN, RejectKind, RuleSet,
-    Timestamp, build_reject,
+    BatchItem, Config, Conntrack, IcmpxCode, PacketCtx, PeerRef, REJECT_BUF_LEN, RejectKind,
+    RuleSet, Timestamp, build_reject,
 };
 use proptest::prelude::*;
 use std::net::IpAddr;
@@ -196,6 +196,32 @@ proptest! {
         for e in &dump {
             let _ = e.to_string();
         }
+    }
+
+    #[test]
+    fn batch_tracking_equals_sequential_tracking(
+        pkts in prop::collection::vec(arb_mutated(), 1..100),
+    ) {
+        let mk = || {
+            let cfg = Config { max_entries: 32, shards: Some(4), ..Config::default() };
+            Conntrack::with_rules(cfg, RuleSet::parse(RULES).unwrap()).unwrap()
+        };
+        let (seq, bat) = (mk(), mk());
+        let ctxs: Vec<PacketCtx<'static>> = (0..pkts.len()).map(|i| ctx(i, i as u64 * 100)).collect();
+        let want: Vec<_> = pkts.iter().zip(&ctxs).map(|(p, c)| seq.track(p, c)).collect();
+        let items: Vec<BatchItem<'_>> = pkts.iter().zip(&ctxs).map(|(p, c)| BatchItem { pkt: p, ctx: *c }).collect();
+        let mut got = vec![conntrack::Verdict::Accept; items.len()];
+        bat.track_batch(&items, &mut got);
+        prop_assert_eq!(got, want);
+        let strip = |mut v: Vec<conntrack::ConnSnapshot>| {
+            for e in &mut v { e.id = 0; }
+            v.sort_by_key(|e| format!("{e}"));
+            v
+        };
+        let now = Timestamp::from_millis(pkts.len() as u64 * 100);
+        prop_assert_eq!(strip(bat.dump(now)), strip(seq.dump(now)));
+        let (a, b) = (seq.stats().total, bat.stats().total);
+        prop_assert_eq!(a, b);
     }
 
     #[test]
