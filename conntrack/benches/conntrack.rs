@@ -150,7 +150,8 @@ struct Prefilled {
 
 fn prefilled(n: u32, tcp: bool, rules: &str) -> Prefilled {
     let mut t = templates();
-    let ct = tracker(2_000_000, rules);
+    // Sized like a deployment would be: twice the flows it holds.
+    let ct = tracker((2 * n as usize).max(1024), rules);
     if tcp {
         prefill_tcp(&ct, &mut t, n);
     } else {
@@ -340,11 +341,64 @@ fn threads(c: &mut Criterion) {
     g.finish();
 }
 
+/// Baseline measured in the same run: one dependent random load over a
+/// buffer of the given size (what a cache miss costs on this machine), and a
+/// `std::collections::HashMap<u64, u64>` lookup with random keys.
+fn baseline(c: &mut Criterion) {
+    let mut g = c.benchmark_group("baseline");
+    g.throughput(Throughput::Elements(1));
+    for mb in [16usize, 256] {
+        let mut st: Option<Vec<usize>> = None;
+        g.bench_function(BenchmarkId::new("pointer_chase_mb", mb), |b| {
+            let chain = st.get_or_insert_with(|| {
+                // One random cycle through all slots (Sattolo's algorithm).
+                let n = mb * (1 << 20) / 8;
+                let mut v: Vec<usize> = (0..n).collect();
+                let mut x = 0x2545_f491_4f6c_dd1du64;
+                for i in (1..n).rev() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let j = (x % i as u64) as usize;
+                    v.swap(i, j);
+                }
+                v
+            });
+            let mut p = 0usize;
+            b.iter_custom(|iters| {
+                let t0 = cpu_now();
+                for _ in 0..iters {
+                    p = black_box(chain[p]);
+                }
+                cpu_now() - t0
+            })
+        });
+    }
+    for n in [1_000u64, 1_000_000] {
+        let mut st: Option<(std::collections::HashMap<u64, u64>, Vec<u32>)> = None;
+        g.bench_function(BenchmarkId::new("std_hashmap_get", n), |b| {
+            let (m, ord) = st.get_or_insert_with(|| {
+                (
+                    (0..n).map(|i| (i * 0x9e37_79b9, i)).collect(),
+                    order(n as u32),
+                )
+            });
+            b.iter_custom(|iters| {
+                cpu_iters(iters, |i| {
+                    let k = u64::from(ord[i as usize & 0xffff]) * 0x9e37_79b9;
+                    black_box(m.get(&k));
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = established, new_connections, rules, threads
+    targets = baseline, established, new_connections, rules, threads
 }
 criterion_main!(benches);

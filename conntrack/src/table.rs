@@ -1,8 +1,11 @@
 //! One shard of the connection table: a slab of entries and a hash index.
 //!
-//! Entries live in fixed chunks of 32 that are never moved or freed while
-//! the shard lives (no reallocation pause, stable slot numbers); free slots
-//! are chained through their `id` field. The index is an open-addressing
+//! Entries live in one contiguous slab per shard, addressed by slot number
+//! from the slab pointer that sits next to the shard's lock (no indirection,
+//! no extra cache miss). The slab grows in steps of 32 entries (a shard holds
+//! a few hundred, so a growth copies at most some tens of kilobytes and waste
+//! stays under 32 entries per shard); free slots are chained through their
+//! `id` field. The index is an open-addressing
 //! table of 8-byte buckets (`hash32 << 32 | slot + 1`, 0 = empty) with linear
 //! probing and backward-shift deletion: a lookup reads one bucket line and
 //! then the entry. It grows by doubling at 3/4 load; a shard holds a few
@@ -17,7 +20,8 @@ use crate::frag::FragTable;
 use crate::tuple::FlowKey;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-pub(crate) const CHUNK: usize = 32;
+/// Slab growth step, in entries.
+pub(crate) const GROW: usize = 32;
 const NIL: u32 = u32::MAX;
 const MIN_BUCKETS: usize = 8;
 
@@ -47,7 +51,7 @@ impl Hints {
 pub(crate) struct Shard {
     index: Box<[AtomicU64]>,
     mask: usize,
-    chunks: Vec<Box<[Entry]>>,
+    slab: Vec<Entry>,
     free: u32,
     /// Slots ever handed out; GC scans `0..high`.
     high: u32,
@@ -73,7 +77,7 @@ impl Shard {
         Shard {
             index: Box::new([]),
             mask: 0,
-            chunks: Vec::new(),
+            slab: Vec::new(),
             free: NIL,
             high: 0,
             len: 0,
@@ -94,14 +98,12 @@ impl Shard {
 
     #[inline]
     pub(crate) fn get(&self, slot: u32) -> &Entry {
-        let s = slot as usize;
-        &self.chunks[s / CHUNK][s % CHUNK]
+        &self.slab[slot as usize]
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, slot: u32) -> &mut Entry {
-        let s = slot as usize;
-        &mut self.chunks[s / CHUNK][s % CHUNK]
+        &mut self.slab[slot as usize]
     }
 
     #[inline]
@@ -120,6 +122,28 @@ impl Shard {
                 if self.get(slot).key == *key {
                     return Some(slot);
                 }
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Addresses of the entries a lookup for `h` will compare (hash tags
+    /// match), without reading the entries: for prefetching them.
+    #[inline]
+    pub(crate) fn candidates(&self, h: u32, mut f: impl FnMut(*const u8)) {
+        if self.index.is_empty() {
+            return;
+        }
+        let mut i = h as usize & self.mask;
+        loop {
+            let v = self.index[i].load(Ordering::Relaxed);
+            if v == 0 {
+                return;
+            }
+            if bucket_hash(v) == h
+                && let Some(e) = self.slab.get(bucket_slot(v) as usize)
+            {
+                f(e as *const Entry as *const u8);
             }
             i = (i + 1) & self.mask;
         }
@@ -160,10 +184,10 @@ impl Shard {
             self.free = self.get(s).id;
             s
         } else {
-            if self.high as usize == self.chunks.len() * CHUNK {
-                self.chunks
-                    .push(vec![Entry::default(); CHUNK].into_boxed_slice());
+            if self.slab.len() == self.slab.capacity() {
+                self.slab.reserve_exact(GROW);
             }
+            self.slab.push(Entry::default());
             self.high += 1;
             self.high - 1
         };
@@ -226,7 +250,7 @@ impl Shard {
         hints.mask.store(0, Ordering::Relaxed);
         self.index = Box::new([]);
         self.mask = 0;
-        self.chunks = Vec::new();
+        self.slab = Vec::new();
         self.free = NIL;
         self.high = 0;
         self.len = 0;
@@ -237,8 +261,7 @@ impl Shard {
 
     /// Heap bytes held by this shard.
     pub(crate) fn memory(&self) -> usize {
-        self.chunks.len() * CHUNK * std::mem::size_of::<Entry>()
-            + self.chunks.capacity() * std::mem::size_of::<Box<[Entry]>>()
+        self.slab.capacity() * std::mem::size_of::<Entry>()
             + self.index.len() * std::mem::size_of::<AtomicU64>()
             + self.frags.memory()
     }

@@ -385,10 +385,11 @@ impl Conntrack {
     /// Track a batch: `out[i]` receives the verdict for `items[i]`.
     ///
     /// Same results as calling [`Self::track`] in order, but faster on large
-    /// tables: the batch is parsed and hashed first while the shards' and
-    /// indexes' cache lines are prefetched, then each flow is looked up once
-    /// to prefetch its entry, then tracked. The memory latency of one packet
-    /// is hidden behind the work on the others.
+    /// tables: in passes over up to 16 packets, parse and hash each while its
+    /// shard's lines load, prefetch each index bucket, read each bucket (under
+    /// the lock) to prefetch the entry it names, then track. Each pass's loads
+    /// were requested one pass earlier, so one packet's memory latency hides
+    /// behind the work on the others.
     ///
     /// # Panics
     /// If `out` is shorter than `items`.
@@ -401,7 +402,7 @@ impl Conntrack {
         for (items, out) in items.chunks(LANE).zip(out.chunks_mut(LANE)) {
             let mut prep: [Result<Prepared<'_>, InvalidReason>; LANE] =
                 [Err(InvalidReason::Empty); LANE];
-            // Stage 1: parse, hash, prefetch the shard and its index bucket.
+            // Stage 1: parse, hash, prefetch the shard (lock and index hints).
             for (it, slot) in items.iter().zip(prep.iter_mut()) {
                 let p = match packet::parse(it.pkt) {
                     Ok(p) => p,
@@ -419,26 +420,29 @@ impl Conntrack {
                 }
                 let key = FlowKey::of_packet(&p).map(|(k, a)| {
                     let h = k.hash_with(&self.hasher);
-                    let (si, h32) = self.shard_of(h);
-                    let cell = &*self.shards[si];
-                    prefetch(cell as *const ShardCell as *const u8);
-                    prefetch(cell.hints.bucket_addr(h32));
+                    let cell = &*self.shards[self.shard_of(h).0] as *const ShardCell as *const u8;
+                    prefetch(cell);
+                    prefetch(cell.wrapping_add(64));
                     (k, a, h)
                 });
                 *slot = Ok(Prepared { pkt: p, key });
             }
-            // Stage 2: find each flow's entry and prefetch it.
-            for (k, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
+            // Stage 2: prefetch each flow's index bucket.
+            for (_, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
                 let (si, h32) = self.shard_of(h);
-                let shard = lock(&self.shards[si]);
-                if let Some(slot) = shard.find(&k, h32) {
-                    let e = shard.get(slot) as *const Entry as *const u8;
+                prefetch(self.shards[si].hints.bucket_addr(h32));
+            }
+            // Stage 3: read the buckets (under the lock) and prefetch the
+            // entries they point to, without touching the entries yet.
+            for (_, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
+                let (si, h32) = self.shard_of(h);
+                lock(&self.shards[si]).candidates(h32, |e| {
                     prefetch(e);
                     prefetch(e.wrapping_add(64));
                     prefetch(e.wrapping_add(128));
-                }
+                });
             }
-            // Stage 3: track.
+            // Stage 4: track.
             for ((it, p), v) in items.iter().zip(prep.iter()).zip(out.iter_mut()) {
                 *v = match p {
                     Ok(p) => self.dispatch(&p.pkt, &it.ctx, stripe, p.key).verdict,
@@ -620,6 +624,8 @@ impl Conntrack {
         };
         let (si, h32) = self.shard_of(h);
         let now = ctx.now.as_millis();
+        // Start loading the index bucket while the lock is being taken.
+        prefetch(self.shards[si].hints.bucket_addr(h32));
         let mut shard = lock(&self.shards[si]);
         if let Some(slot) = shard.find(&key, h32) {
             if shard.get(slot).expires > now {
