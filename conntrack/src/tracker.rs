@@ -138,6 +138,10 @@ pub struct BatchItem<'a> {
 /// Packets handled together in a batch (stack arrays of this size).
 const LANE: usize = 16;
 
+/// Below this many entries the table fits the caches and batches are tracked
+/// one by one.
+const BATCH_PREFETCH_MIN: usize = 16_384;
+
 #[derive(Clone, Copy)]
 struct Prepared<'a> {
     pkt: Packet<'a>,
@@ -389,7 +393,8 @@ impl Conntrack {
     /// shard's lines load, prefetch each index bucket, read each bucket (under
     /// the lock) to prefetch the entry it names, then track. Each pass's loads
     /// were requested one pass earlier, so one packet's memory latency hides
-    /// behind the work on the others.
+    /// behind the work on the others. Tables under 16384 entries fit the
+    /// caches; their batches are tracked one by one.
     ///
     /// # Panics
     /// If `out` is shorter than `items`.
@@ -399,6 +404,13 @@ impl Conntrack {
             "track_batch: out shorter than items"
         );
         let stripe = stats::stripe();
+        if self.len() < BATCH_PREFETCH_MIN {
+            // A small table stays in the caches; prefetch passes would only cost.
+            for (it, v) in items.iter().zip(out.iter_mut()) {
+                *v = self.track(it.pkt, &it.ctx);
+            }
+            return;
+        }
         for (items, out) in items.chunks(LANE).zip(out.chunks_mut(LANE)) {
             let mut prep: [Result<Prepared<'_>, InvalidReason>; LANE] =
                 [Err(InvalidReason::Empty); LANE];
