@@ -5,8 +5,11 @@
 //! * `established/{udp,tcp}/N`: `track()` of a packet of an established flow,
 //!   flows drawn at random from N tracked ones (cache-cold at 1M), no rules.
 //! * `new/{udp,tcp_syn}`: `track()` of the first packet of a new flow (insert).
-//! * `rules/*`: established packets through no rules, a 20-rule set with
-//!   `ct state established,related accept` first, and one where it is last.
+//! * `rules/*/N`: established packets (N flows) through no rules, a 20-rule
+//!   set with `ct state established,related accept` first, and one where it
+//!   is last (every packet walks all 20).
+//! * `baseline/*`: a dependent random load over 16 and 256 MB (the cost of a
+//!   cache miss here) and `std::collections::HashMap::get`, for scale.
 //! * `threads/N`: N threads tracking their own flows in one shared table.
 //!
 //! Packets are patched in place (address bytes) rather than rebuilt; the
@@ -290,16 +293,18 @@ fn rules(c: &mut Criterion) {
     let last = rules_last();
     assert_eq!(RuleSet::parse(RULES_FIRST).unwrap().len(), 20);
     assert_eq!(RuleSet::parse(&last).unwrap().len(), 20);
-    for (name, text) in [
-        ("none", "policy accept"),
-        ("20_established_first", RULES_FIRST),
-        ("20_established_last", last.as_str()),
-    ] {
-        let mut st = None;
-        g.bench_function(name, |b| {
-            let st = st.get_or_insert_with(|| prefilled(100_000, false, text));
-            bench_track(b, st)
-        });
+    for n in [1_000u32, 100_000] {
+        for (name, text) in [
+            ("none", "policy accept"),
+            ("20_established_first", RULES_FIRST),
+            ("20_established_last", last.as_str()),
+        ] {
+            let mut st = None;
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                let st = st.get_or_insert_with(|| prefilled(n, false, text));
+                bench_track(b, st)
+            });
+        }
     }
     g.finish();
 }
