@@ -365,7 +365,14 @@ impl Report {
             serde_json::to_string_pretty(self)?,
         )?;
         std::fs::write(dir.join("summary.md"), self.markdown())?;
-        std::fs::write(dir.join("chart.svg"), super::svg::bar_chart(self))?;
+        let svg = dir.join("chart.svg");
+        std::fs::write(&svg, super::svg::bar_chart(self))?;
+        // A PNG copy when librsvg's converter is installed (optional).
+        if let Some(conv) = e2e::find_tool("rsvg-convert") {
+            let mut cmd = std::process::Command::new(conv);
+            cmd.arg("-o").arg(dir.join("chart.png")).arg(&svg);
+            let _ = e2e::run_timeout(&mut cmd, std::time::Duration::from_secs(30));
+        }
         Ok(())
     }
 }

@@ -178,7 +178,6 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
     };
 
     let topo = Topology::build(&cfg.prefix, &cfg.veth)?;
-    let _iperf = Iperf3Server::start(&topo.server_ns, IPERF_PORT)?;
 
     let per_system = START_COST + cfg.tests.len() as f64 * (cfg.duration.as_secs_f64() + 0.5);
     let runnable = suts
@@ -263,7 +262,12 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
                                 ping_sample(topo, target, base, "ping-load", count)
                             })
                         });
-                        let res = iperf3_client(&topo.client_ns, target, IPERF_PORT, &opts);
+                        // A fresh iperf3 server per test: a test cut short (a lost final
+                        // exchange on a lossy tunnel) can leave a server "busy" for minutes.
+                        let res =
+                            Iperf3Server::start(&topo.server_ns, IPERF_PORT).and_then(|_server| {
+                                iperf3_client(&topo.client_ns, target, IPERF_PORT, &opts)
+                            });
                         (res, pinger.and_then(|h| h.join().ok()))
                     });
                     let cpu = cpu_sum(&pids).zip(cpu0).map(|(a, b)| (a - b).max(0.0));

@@ -43,8 +43,8 @@ pub fn bar_chart(report: &Report) -> String {
     let group_gap = 28.0;
     let n = systems.len().max(1) as f64;
     let group_w = n * bar_w + group_gap;
-    let (left, top, plot_h) = (70.0, 50.0, 340.0);
-    let plot_w = (tests.len().max(1) as f64 * group_w).max(300.0);
+    let (left, top, plot_h) = (70.0, 64.0, 340.0);
+    let plot_w = (tests.len().max(1) as f64 * group_w).max(560.0);
     let legend_h = 20.0 * systems.len() as f64 + 20.0;
     let width = left + plot_w + 20.0;
     let height = top + plot_h + 40.0 + legend_h;
@@ -59,14 +59,23 @@ pub fn bar_chart(report: &Report) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let title = format!(
-        "iperf3 throughput, median Mbit/s (log scale, whiskers = min–max) — {} cores, {}",
-        report.machine.cores, report.machine.cpu_model
+    let title = "iperf3 throughput: median Mbit/s received (log scale; whiskers: min–max)";
+    let sub = format!(
+        "{} cores, {}, Linux {}, {}",
+        report.machine.cores,
+        report.machine.cpu_model,
+        report.machine.kernel,
+        report.machine.started
     );
     let _ = writeln!(
         s,
-        r#"<text x="{left}" y="22" font-size="13" font-weight="bold">{}</text>"#,
-        esc(&title)
+        r#"<text x="10" y="22" font-size="13" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="40" font-size="10">{}</text>"#,
+        esc(&sub)
     );
     // Grid and axis labels at every power of ten.
     let mut e = lo_exp;

@@ -223,6 +223,9 @@ fn throughput(mut a: ThroughputArgs, command: String) -> Result<()> {
         "wrote {}/{{results.csv,results.json,summary.md,chart.svg}}",
         out.display()
     );
+    if dco_examples::bench::signal::interrupted() {
+        std::process::exit(130);
+    }
     if !report.samples.iter().any(|s| s.ok) {
         bail!("no measurement succeeded");
     }
