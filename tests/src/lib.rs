@@ -35,6 +35,7 @@ mod netns;
 mod openvpn;
 mod pki;
 mod proc;
+mod process;
 mod stream;
 mod tools;
 mod traffic;
@@ -43,6 +44,7 @@ pub use netns::{IfStats, Netns, Offloads, VethConfig, VethPair};
 pub use openvpn::{OvpnConfig, OvpnRole, Proto, StockOpenvpn, TlsWrap};
 pub use pki::{CertPair, KeyAlgo, Pki};
 pub use proc::{TempDir, cpu_seconds, run_timeout, stop_child};
+pub use process::NsProcess;
 pub use stream::{fill_stream, stream_mismatch};
 pub use tools::{ensure_tools, find_tool, require_root, require_tools};
 pub use traffic::{

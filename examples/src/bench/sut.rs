@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use e2e::{KeyAlgo, Netns, OvpnConfig, Pki, StockOpenvpn, TempDir, VethConfig, VethPair};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -542,12 +542,9 @@ impl Sut for WireguardSut {
 
 // ---------------------------------------------------------------------------------------
 
-/// A background process inside a namespace with its output in `{work}/{name}.log`,
-/// stopped (SIGTERM, then SIGKILL) on drop.
-pub struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
+/// A background process inside a namespace (an [`e2e::NsProcess`]) that must survive its
+/// first 100 ms; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon(e2e::NsProcess);
 
 impl Daemon {
     /// Spawns `program args` in `ns`.
@@ -570,48 +567,15 @@ impl Daemon {
         name: &str,
         env: &[(&str, &str)],
     ) -> Result<Daemon> {
-        let log = work.join(format!("{name}.log"));
-        let f = std::fs::File::create(&log)?;
-        let mut cmd = ns.command(program);
-        cmd.args(args)
-            .current_dir(work)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawning {}", program.display()))?;
-        let mut d = Daemon { child, log };
+        let mut p = e2e::NsProcess::spawn(ns, program, args, work, name, env)?;
         std::thread::sleep(Duration::from_millis(100));
-        if let Some(status) = d.child.try_wait()? {
-            bail!(
-                "{} exited at once ({status}): {}",
-                program.display(),
-                d.log_tail()
-            );
-        }
-        Ok(d)
+        p.ensure_running()?;
+        Ok(Daemon(p))
     }
 
     /// Its pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Last lines of its log.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = e2e::stop_child(&mut self.child, Duration::from_secs(5));
+        self.0.pid()
     }
 }
 
