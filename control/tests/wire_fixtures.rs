@@ -201,10 +201,10 @@ fn check_mode(mode: &str) {
         if let Some(r) = opened.replay_id {
             sides[tx].replay.push(r);
         }
-        if let Some(id) = p.message_id {
-            if !sides[tx].sent_ids.contains(&id) {
-                sides[tx].sent_ids.push(id);
-            }
+        if let Some(id) = p.message_id
+            && !sides[tx].sent_ids.contains(&id)
+        {
+            sides[tx].sent_ids.push(id);
         }
 
         // Reassemble with our reliability layer.
