@@ -6,6 +6,7 @@ pub mod packet;
 pub mod pool;
 pub mod push;
 pub mod reliable;
+pub mod session;
 pub mod static_key;
 pub mod tls;
 pub mod wrap;
