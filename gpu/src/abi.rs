@@ -8,9 +8,8 @@ pub(crate) const CIPHER_AES128_GCM: u32 = 1;
 pub(crate) const CIPHER_AES256_GCM: u32 = 2;
 pub(crate) const CIPHER_CHACHA20_POLY1305: u32 = 3;
 
-/// Status words the kernels write per operation.
+/// Status word the kernels write for an operation that succeeded (2: bad tag, 3: bad key).
 pub(crate) const ST_OK: u32 = 1;
-pub(crate) const ST_BAD_TAG: u32 = 2;
 
 /// `sizeof(dco_key)`: one expanded key on the device (AES round keys + 32 GHASH tables).
 pub const KEY_SLOT_BYTES: usize = 8448;

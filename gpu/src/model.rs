@@ -178,9 +178,9 @@ impl HostModel {
             .map(|o| crate::layout::op_bytes(o.aad.len(), o.data.len()))
             .sum::<usize>()
             + CHUNK_SLACK;
-        let lanes = self.lanes.unwrap_or_else(|| {
-            lanes_for(ops.iter().map(|o| o.data.len()).max().unwrap_or(0))
-        });
+        let lanes = self
+            .lanes
+            .unwrap_or_else(|| lanes_for(ops.iter().map(|o| o.data.len()).max().unwrap_or(0)));
         let buf = st.buf.get(need);
         let p = pack(ops, &st.slots, open, buf);
         // SAFETY: `buf` holds the packed chunk (descriptors, AAD, tags, payloads, status words)

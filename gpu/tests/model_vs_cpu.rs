@@ -23,7 +23,13 @@ fn check(model: &HostModel, seed: u64, nkeys: usize, n: usize, batch: usize, max
     // CPU reference (ring) on a copy.
     let mut cpu_pkts: Vec<Packet> = pkts
         .iter()
-        .map(|p| Packet { key: p.key, nonce: p.nonce, aad: p.aad.clone(), data: p.data.clone(), tag: [0; 16] })
+        .map(|p| Packet {
+            key: p.key,
+            nonce: p.nonce,
+            aad: p.aad.clone(),
+            data: p.data.clone(),
+            tag: [0; 16],
+        })
         .collect();
     {
         let mut ops = ops(&keys, &mut cpu_pkts);
@@ -38,8 +44,22 @@ fn check(model: &HostModel, seed: u64, nkeys: usize, n: usize, batch: usize, max
     }
     for (i, (m, c)) in pkts.iter().zip(&cpu_pkts).enumerate() {
         let k = &keys[m.key];
-        assert_eq!(m.data, c.data, "packet {i} ({} {} B, aad {} B): ciphertext differs from ring", k.cipher(), m.data.len(), m.aad.len());
-        assert_eq!(m.tag, c.tag, "packet {i} ({} {} B, aad {} B): tag differs from ring", k.cipher(), m.data.len(), m.aad.len());
+        assert_eq!(
+            m.data,
+            c.data,
+            "packet {i} ({} {} B, aad {} B): ciphertext differs from ring",
+            k.cipher(),
+            m.data.len(),
+            m.aad.len()
+        );
+        assert_eq!(
+            m.tag,
+            c.tag,
+            "packet {i} ({} {} B, aad {} B): tag differs from ring",
+            k.cipher(),
+            m.data.len(),
+            m.aad.len()
+        );
         // RustCrypto as the second oracle on a sample (it is slow in debug builds).
         if i % 16 == 0 {
             let mut d = plain[i].clone();
@@ -79,16 +99,28 @@ fn check(model: &HostModel, seed: u64, nkeys: usize, n: usize, batch: usize, max
         verdicts.extend(ops.iter().map(|o| o.ok));
     }
     for (i, p) in pkts.iter().enumerate() {
-        assert_eq!(verdicts[i], !tampered[i], "packet {i}: open verdict (tampered = {})", tampered[i]);
+        assert_eq!(
+            verdicts[i], !tampered[i],
+            "packet {i}: open verdict (tampered = {})",
+            tampered[i]
+        );
         if tampered[i] {
-            assert_eq!(p.data, sealed[i], "packet {i}: a rejected packet must be left untouched");
+            assert_eq!(
+                p.data, sealed[i],
+                "packet {i}: a rejected packet must be left untouched"
+            );
         } else {
             assert_eq!(p.data, plain[i], "packet {i}: plaintext differs after open");
         }
         // ring agrees on the verdict.
         let mut d = sealed[i].clone();
-        let ring_ok = keys[p.key].open_in_place(p.nonce, &p.aad, &mut d, &p.tag).is_ok();
-        assert_eq!(ring_ok, verdicts[i], "packet {i}: ring disagrees on the verdict");
+        let ring_ok = keys[p.key]
+            .open_in_place(p.nonce, &p.aad, &mut d, &p.tag)
+            .is_ok();
+        assert_eq!(
+            ring_ok, verdicts[i],
+            "packet {i}: ring disagrees on the verdict"
+        );
     }
 }
 

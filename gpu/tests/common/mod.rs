@@ -72,7 +72,12 @@ pub fn ops<'a>(keys: &'a [AeadKey], pkts: &'a mut [Packet]) -> Vec<AeadOp<'a>> {
 }
 
 /// Seals with RustCrypto (the second, independent oracle).
-pub fn rustcrypto_seal(key: &AeadKey, nonce: &[u8; 12], aad: &[u8], data: &mut Vec<u8>) -> [u8; 16] {
+pub fn rustcrypto_seal(
+    key: &AeadKey,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+) -> [u8; 16] {
     let raw = key.raw_bytes();
     let tag = match key.cipher() {
         CipherKind::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(raw)
@@ -81,18 +86,22 @@ pub fn rustcrypto_seal(key: &AeadKey, nonce: &[u8; 12], aad: &[u8], data: &mut V
         CipherKind::Aes256Gcm => aes_gcm::Aes256Gcm::new_from_slice(raw)
             .unwrap()
             .encrypt_in_place_detached(nonce.into(), aad, data),
-        CipherKind::Chacha20Poly1305 => {
-            chacha20poly1305::ChaCha20Poly1305::new_from_slice(raw)
-                .unwrap()
-                .encrypt_in_place_detached(nonce.into(), aad, data)
-        }
+        CipherKind::Chacha20Poly1305 => chacha20poly1305::ChaCha20Poly1305::new_from_slice(raw)
+            .unwrap()
+            .encrypt_in_place_detached(nonce.into(), aad, data),
     }
     .unwrap();
     tag.into()
 }
 
 /// Opens with RustCrypto; true when the tag verified.
-pub fn rustcrypto_open(key: &AeadKey, nonce: &[u8; 12], aad: &[u8], data: &mut Vec<u8>, tag: &[u8; 16]) -> bool {
+pub fn rustcrypto_open(
+    key: &AeadKey,
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8; 16],
+) -> bool {
     let raw = key.raw_bytes();
     match key.cipher() {
         CipherKind::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(raw)
