@@ -72,12 +72,7 @@ pub fn ops<'a>(keys: &'a [AeadKey], pkts: &'a mut [Packet]) -> Vec<AeadOp<'a>> {
 }
 
 /// Seals with RustCrypto (the second, independent oracle).
-pub fn rustcrypto_seal(
-    key: &AeadKey,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    data: &mut [u8],
-) -> [u8; 16] {
+pub fn rustcrypto_seal(key: &AeadKey, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
     let raw = key.raw_bytes();
     let tag = match key.cipher() {
         CipherKind::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(raw)
