@@ -24,7 +24,7 @@ use crate::filter::{Direction, FilterCtx, Verdict};
 use crate::ip;
 use crate::peer::Peer;
 use crate::stats::{Ctr, Dropped, ThreadCounters};
-use crate::table::PeerTable;
+use crate::table::{IfMode, PeerTable};
 use crate::udp::{RxBatch, TxBatch, TxQueue, UdpSocket};
 
 /// Datagrams per recvmmsg (each may be a 64 KiB GRO super-datagram).
@@ -253,7 +253,9 @@ impl RxCtx<'_> {
             self.ctr.drop(Dropped::BadIpHeader);
             return RxAction::None;
         };
-        if !peer.allows_source(isrc) {
+        // A server checks that a client only sends from its own addresses; a client
+        // accepts whatever its server routes to it, as OpenVPN does.
+        if self.table.mode() == IfMode::Multipoint && !peer.allows_source(isrc) {
             self.ctr.drop(Dropped::BadSource);
             return RxAction::None;
         }
