@@ -271,7 +271,8 @@ pub struct ReliableStats {
     pub beyond_window: u64,
     /// Drops because the receive buffer was full.
     pub backpressure: u64,
-    /// ACKs for ids never sent or already ACKed.
+    /// ACKs for ids not in flight: never sent, or already ACKed. 2.6 repeats recent ACKs
+    /// in every packet, so this grows during a normal handshake.
     pub stale_acks: u64,
     /// Protocol violations.
     pub violations: u64,
