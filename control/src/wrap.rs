@@ -320,7 +320,7 @@ impl WrapKeys {
             }
             Mode::Auth { digest, send, .. } => {
                 let rid = replay_id.ok_or(WrapError::MissingReplayId)?;
-                seal_tls_auth(*digest, &send[..digest.len()], pkt, rid, out);
+                seal_tls_auth(*digest, &send[..digest.len()], pkt, rid, out)?;
                 Ok(())
             }
             Mode::Crypt {
@@ -380,7 +380,7 @@ fn seal_tls_auth(
     pkt: &ControlPacket<'_>,
     rid: ReplayId,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), EncodeError> {
     let l = digest.len();
     let plain_len = pkt.encoded_len();
     out.resize(l + REPLAY_ID_LEN + plain_len, 0);
@@ -388,8 +388,7 @@ fn seal_tls_auth(
     let rid_bytes = rid.to_bytes();
     out[l..l + REPLAY_ID_LEN].copy_from_slice(&rid_bytes);
     let at = l + REPLAY_ID_LEN;
-    // Buffer sized from encoded_len and invariants validated by the caller.
-    let _ = pkt.encode(&mut out[at..]);
+    pkt.encode(&mut out[at..])?;
     let tag = hmac::sign(&hmac::Key::new(digest.ring(), key), &out[l..]);
     let mut head = [0u8; HEADER_LEN];
     head.copy_from_slice(&out[at..at + HEADER_LEN]);
@@ -397,6 +396,7 @@ fn seal_tls_auth(
     out[..HEADER_LEN].copy_from_slice(&head);
     out[HEADER_LEN..HEADER_LEN + l].copy_from_slice(tag.as_ref());
     out[HEADER_LEN + l..HEADER_LEN + l + REPLAY_ID_LEN].copy_from_slice(&rid_bytes);
+    Ok(())
 }
 
 fn open_tls_auth<'s>(
