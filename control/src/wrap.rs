@@ -15,6 +15,7 @@
 //! are rebuilt per packet (cheap at control-channel rates) so no expanded key outlives the
 //! call. The AES schedule is zeroised on drop (`aes/zeroize`); ring's HMAC state is not.
 
+mod from_config;
 mod replay;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use ring::hmac;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub use from_config::WrapConfigError;
 pub use replay::{
     DEFAULT_REPLAY_TIME, DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, PacketIdExhausted, ReplayError,
     ReplayId, ReplayWindow, SendCounter,
