@@ -442,6 +442,16 @@ pub enum EncodeError {
     PayloadNotAllowed(Opcode),
 }
 
+/// The ACK block names a session other than the receiver's; 2.6 drops the whole packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("ACKs name session {got}, but ours is {expected}")]
+pub struct WrongRemoteSession {
+    /// Our own session id.
+    pub expected: SessionId,
+    /// The id the packet carried.
+    pub got: SessionId,
+}
+
 /// Decode byte 0: the opcode (if defined) and key id.
 pub fn split_byte0(b: u8) -> (u8, KeyId) {
     (b >> OPCODE_SHIFT, KeyId(b & KEY_ID_MASK))
@@ -630,6 +640,15 @@ impl<'a> ControlPacket<'a> {
         }
         if let Some(remote) = &self.remote_session_id {
             put(&remote.0);
+        }
+    }
+
+    /// §1.5: a packet with ACKs must name the receiver's own session id after them, or the
+    /// whole packet is refused (its ACKs and its message).
+    pub fn check_remote_session(&self, own: SessionId) -> Result<(), WrongRemoteSession> {
+        match self.remote_session_id {
+            Some(got) if got != own => Err(WrongRemoteSession { expected: own, got }),
+            _ => Ok(()),
         }
     }
 
@@ -908,6 +927,32 @@ mod tests {
             bad.encode(&mut [0u8; 64]),
             Err(EncodeError::AckSessionMismatch)
         );
+    }
+
+    #[test]
+    fn acks_must_name_our_session() {
+        let mut wire = vec![0x28];
+        wire.extend_from_slice(&SID_A.0);
+        wire.extend_from_slice(&[1, 0, 0, 0, 0]);
+        wire.extend_from_slice(&SID_B.0);
+        let p = parse(&wire).unwrap();
+        assert_eq!(p.check_remote_session(SID_B), Ok(()));
+        assert_eq!(
+            p.check_remote_session(SID_A),
+            Err(WrongRemoteSession {
+                expected: SID_A,
+                got: SID_B
+            })
+        );
+        // No ACKs: nothing to check.
+        let reset = ControlPacket {
+            opcode: Opcode::HardResetClientV2,
+            acks: AckIds::new(),
+            remote_session_id: None,
+            message_id: Some(0),
+            ..p
+        };
+        assert_eq!(reset.check_remote_session(SID_A), Ok(()));
     }
 
     #[test]

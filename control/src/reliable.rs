@@ -271,7 +271,8 @@ pub struct ReliableStats {
     pub beyond_window: u64,
     /// Drops because the receive buffer was full.
     pub backpressure: u64,
-    /// ACKs for ids never sent or already ACKed.
+    /// ACKs for ids not in flight: never sent, or already ACKed. 2.6 repeats recent ACKs
+    /// in every packet, so this grows during a normal handshake.
     pub stale_acks: u64,
     /// Protocol violations.
     pub violations: u64,
@@ -651,8 +652,11 @@ impl ReliableLayer {
     /// unknown or already ACKed ids are ignored.
     pub fn on_acks(&mut self, acks: &[u32]) {
         for &id in acks {
-            // Ids we never sent do not count.
-            if !id_before(id, self.next_message_id) {
+            // Everything in flight lies within the last `send_window` ids sent; ACKs outside
+            // that span (never sent, or long since ACKed) can neither remove an entry nor
+            // count towards a fast retransmit.
+            let age = self.next_message_id.wrapping_sub(id) as usize;
+            if age == 0 || age > self.cfg.send_window {
                 self.stats.stale_acks += 1;
                 continue;
             }

@@ -15,6 +15,7 @@
 //! are rebuilt per packet (cheap at control-channel rates) so no expanded key outlives the
 //! call. The AES schedule is zeroised on drop (`aes/zeroize`); ring's HMAC state is not.
 
+mod from_config;
 mod replay;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use ring::hmac;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub use from_config::WrapConfigError;
 pub use replay::{
     DEFAULT_REPLAY_TIME, DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW, PacketIdExhausted, ReplayError,
     ReplayId, ReplayWindow, SendCounter,
@@ -320,7 +322,7 @@ impl WrapKeys {
             }
             Mode::Auth { digest, send, .. } => {
                 let rid = replay_id.ok_or(WrapError::MissingReplayId)?;
-                seal_tls_auth(*digest, &send[..digest.len()], pkt, rid, out);
+                seal_tls_auth(*digest, &send[..digest.len()], pkt, rid, out)?;
                 Ok(())
             }
             Mode::Crypt {
@@ -380,7 +382,7 @@ fn seal_tls_auth(
     pkt: &ControlPacket<'_>,
     rid: ReplayId,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), EncodeError> {
     let l = digest.len();
     let plain_len = pkt.encoded_len();
     out.resize(l + REPLAY_ID_LEN + plain_len, 0);
@@ -388,8 +390,7 @@ fn seal_tls_auth(
     let rid_bytes = rid.to_bytes();
     out[l..l + REPLAY_ID_LEN].copy_from_slice(&rid_bytes);
     let at = l + REPLAY_ID_LEN;
-    // Buffer sized from encoded_len and invariants validated by the caller.
-    let _ = pkt.encode(&mut out[at..]);
+    pkt.encode(&mut out[at..])?;
     let tag = hmac::sign(&hmac::Key::new(digest.ring(), key), &out[l..]);
     let mut head = [0u8; HEADER_LEN];
     head.copy_from_slice(&out[at..at + HEADER_LEN]);
@@ -397,6 +398,7 @@ fn seal_tls_auth(
     out[..HEADER_LEN].copy_from_slice(&head);
     out[HEADER_LEN..HEADER_LEN + l].copy_from_slice(tag.as_ref());
     out[HEADER_LEN + l..HEADER_LEN + l + REPLAY_ID_LEN].copy_from_slice(&rid_bytes);
+    Ok(())
 }
 
 fn open_tls_auth<'s>(

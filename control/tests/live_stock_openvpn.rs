@@ -325,11 +325,8 @@ impl Endpoint {
         if p.key_id != KeyId::ZERO {
             return Err(format!("unexpected key id {}", p.key_id));
         }
-        if let Some(r) = p.remote_session_id
-            && r != self.own
-        {
-            return Err(format!("ACK names session {r}, ours is {}", self.own));
-        }
+        p.check_remote_session(self.own)
+            .map_err(|e| format!("stock peer: {e}"))?;
         match self.peer {
             None => self.peer = Some(p.session_id),
             Some(s) if s != p.session_id => {

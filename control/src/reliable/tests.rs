@@ -309,6 +309,37 @@ fn retransmit_timeout_doubles_from_two_seconds() {
 }
 
 #[test]
+fn retransmission_keeps_message_id_but_gets_a_new_replay_id() {
+    // §11 item 15: the retransmitted packet is re-wrapped with a fresh replay id.
+    let (ck, sk) = wrap_pair("crypt");
+    let t0 = Instant::now();
+    let mut l = layer_with(ReliableConfig {
+        wrap: ck.kind(),
+        ..Default::default()
+    });
+    let mut w = ControlWrap::new(ck, 1_000);
+    let mut rx = ControlWrap::new(sk, 2_000);
+    l.send_reset(Opcode::HardResetClientV2).unwrap();
+    let mut seen = Vec::new();
+    for now in [t0, t0 + 2 * SECOND, t0 + 6 * SECOND] {
+        let t = l.poll_transmit(now).unwrap();
+        let p = t.to_packet(KeyId::ZERO, SessionId([1; 8]), None);
+        let mut out = Vec::new();
+        let rid = w.wrap(&p, &mut out).unwrap().unwrap();
+        // Every transmission is a distinct, replay-clean datagram for the receiver.
+        let mut scratch = Vec::new();
+        let o = rx.unwrap(now, &out, &mut scratch).unwrap();
+        assert_eq!(o.packet.message_id, Some(0));
+        seen.push((rid.packet_id, rid.time, out));
+    }
+    assert_eq!(seen[0].0, 1);
+    assert_eq!(seen[1].0, 2);
+    assert_eq!(seen[2].0, 3);
+    assert!(seen.iter().all(|s| s.1 == 1_000));
+    assert_ne!(seen[0].2, seen[1].2);
+}
+
+#[test]
 fn gives_up_after_hand_window() {
     let t0 = Instant::now();
     let mut l = layer();
