@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{DataCipher, Digest, KeyDirection as CfgKeyDirection, Options, Role, TlsWrap};
+use crate::config::{DataCipher, Options, Role};
 use crate::key_method::{Credentials, OccParams, PeerInfoBuilder, UserPass};
 use crate::reliable::{AddressFamily, ReliableConfig};
 use crate::session::SessionConfig;
-use crate::static_key::{KeyDirection, StaticKey};
 use crate::tls::TlsContext;
-use crate::wrap::{AuthDigest, Role as WrapRole, WrapKeys};
+use crate::wrap::WrapKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -24,43 +23,7 @@ pub enum SetupError {
 
 /// The wrap keys a config asks for.
 pub fn wrap_keys(o: &Options) -> Result<WrapKeys, SetupError> {
-    let load = |src: &crate::config::Source, what: &str| -> Result<StaticKey, SetupError> {
-        let bytes = src.load().map_err(|err| SetupError::Read {
-            what: what.into(),
-            err,
-        })?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| SetupError::Key(format!("{what}: not text")))?;
-        StaticKey::parse(text).map_err(|e| SetupError::Key(format!("{what}: {e}")))
-    };
-    Ok(match o.tls_wrap() {
-        TlsWrap::None => WrapKeys::none(),
-        TlsWrap::Crypt { key } => {
-            let k = load(&key, "tls-crypt key")?;
-            WrapKeys::tls_crypt(
-                &k,
-                if o.role == Role::Server {
-                    WrapRole::Server
-                } else {
-                    WrapRole::Client
-                },
-            )
-        }
-        TlsWrap::Auth { key, digest } => {
-            let k = load(&key.key, "tls-auth key")?;
-            let dir = match key.direction {
-                Some(CfgKeyDirection::Normal) => KeyDirection::Normal,
-                Some(CfgKeyDirection::Inverse) => KeyDirection::Inverse,
-                None => KeyDirection::Bidirectional,
-            };
-            let d = match digest {
-                Digest::Sha1 => AuthDigest::Sha1,
-                Digest::Sha256 => AuthDigest::Sha256,
-                Digest::Sha512 => AuthDigest::Sha512,
-            };
-            WrapKeys::tls_auth(&k, dir, d)
-        }
-    })
+    WrapKeys::from_config(&o.tls_wrap(), o.role).map_err(|e| SetupError::Key(e.to_string()))
 }
 
 /// `auth-user-pass FILE`: username on the first line, password on the second.
