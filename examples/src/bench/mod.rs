@@ -1,5 +1,6 @@
 //! The iperf3 comparison and the packet-rate benchmark behind `dco-bench`.
 
+pub mod datav2;
 pub mod machine;
 pub mod pps;
 pub mod progress;

@@ -7,9 +7,10 @@
 //!   delivered = packets arriving on the client's veth end.
 //! - `forward` (wire → decrypt → TUN): pre-encrypted P_DATA_V2 packets for a configured
 //!   peer, sent from the client namespace straight at the server's UDP port; delivered =
-//!   packets the server writes to its TUN device. Needs a [`PacketSource`] that seals
-//!   DATA_V2 with the peer's key (the crypto crate) and a server whose key we know (ours,
-//!   through ovpnctl); until both exist it is reported as not available.
+//!   packets the server writes to its TUN device. The packets come from
+//!   [`super::datav2::DataV2Source`]; the server must hold the same peer and key, which only
+//!   our daemon allows (through ovpnctl), so until that is wired it is reported as not
+//!   available.
 //! - `underlay`: the same generator against the bare veth pair, to show the generator's
 //!   own ceiling.
 
@@ -219,7 +220,7 @@ pub fn run_pps(cfg: &PpsConfig) -> Result<PpsReport> {
                 ("stock", "reverse") => None,
                 ("stock", "forward") => Some("stock OpenVPN negotiates its keys in TLS, so no packets can be pre-encrypted for it".into()),
                 ("ours", _) if super::sut::ours_available(&cfg.dco_bin_dir).is_err() => super::sut::ours_available(&cfg.dco_bin_dir).err(),
-                ("ours", "forward") => Some("not available yet: needs a DATA_V2 PacketSource (crypto crate) and a peer key installed through ovpnctl".into()),
+                ("ours", "forward") => Some("not available yet: the DATA_V2 source exists (bench::datav2), but installing its peer and key in our daemon through ovpnctl is not wired".into()),
                 ("ours", "reverse") => Some("not available yet: the worker-count option of our daemon is not wired into the bench".into()),
                 _ => Some(format!("unknown system/direction {system}/{direction}")),
             };
