@@ -1,1 +1,13 @@
 //! The dco data path: workers, peers, routing, I/O, and the IPC server.
+
+pub mod core;
+pub mod events;
+pub mod filter;
+pub mod ip;
+pub mod netlink;
+pub mod peer;
+pub mod route;
+pub mod stats;
+pub mod table;
+pub mod udp;
+pub mod worker;
