@@ -256,7 +256,8 @@ pub fn parse_str(name: &str, text: &str) -> Result<Options, ConfigError> {
 pub fn load_file(path: &Path) -> Result<Options, ConfigError> {
     let top: Arc<str> = Arc::from(path.display().to_string());
     let mut all = Vec::new();
-    read_file_into(path, &Location::whole(&top), 0, &mut all)?;
+    let mut cwd = None;
+    read_file_into(path, &Location::whole(&top), 0, &mut cwd, &mut all)?;
     Options::from_directives(&all, &top)
 }
 
@@ -265,8 +266,12 @@ pub fn load_file(path: &Path) -> Result<Options, ConfigError> {
 pub fn load_args<S: AsRef<str>>(args: &[S]) -> Result<Options, ConfigError> {
     let top: Arc<str> = Arc::from("[command line]");
     let mut all = Vec::new();
+    let mut cwd = None;
     for d in lexer::directives_from_args(args)? {
-        if d.name == "config" {
+        if d.name == "cd" {
+            change_dir(&d, &mut cwd)?;
+            all.push(d);
+        } else if d.name == "config" {
             let Some(p) = d.arg(0).filter(|_| d.args.len() == 1) else {
                 return Err(ConfigError::new(
                     d.loc.clone(),
@@ -276,7 +281,8 @@ pub fn load_args<S: AsRef<str>>(args: &[S]) -> Result<Options, ConfigError> {
                     },
                 ));
             };
-            read_file_into(Path::new(p), &d.loc, 1, &mut all)?;
+            let p = options::resolve(cwd.as_deref(), p);
+            read_file_into(&p, &d.loc, 1, &mut cwd, &mut all)?;
         } else {
             all.push(d);
         }
@@ -284,11 +290,38 @@ pub fn load_args<S: AsRef<str>>(args: &[S]) -> Result<Options, ConfigError> {
     Options::from_directives(&all, &top)
 }
 
+/// Follows a `cd dir` for the paths of later `config` includes (the option itself is
+/// applied again by the options builder for file arguments).
+fn change_dir(d: &Directive, cwd: &mut Option<PathBuf>) -> Result<(), ConfigError> {
+    let Some(dir) = d.arg(0).filter(|_| d.args.len() == 1 && d.inline.is_none()) else {
+        return Err(ConfigError::new(
+            d.loc.clone(),
+            ConfigErrorKind::WrongArgs {
+                option: "cd".into(),
+                usage: "cd directory",
+            },
+        ));
+    };
+    let next = options::resolve(cwd.as_deref(), dir);
+    if !next.is_dir() {
+        return Err(ConfigError::new(
+            d.arg_loc(0),
+            ConfigErrorKind::Io {
+                path: next.display().to_string(),
+                error: "not a directory".into(),
+            },
+        ));
+    }
+    *cwd = Some(next);
+    Ok(())
+}
+
 /// Reads a file's directives, expanding `config` includes depth-first.
 fn read_file_into(
     path: &Path,
     from: &Location,
     depth: usize,
+    cwd: &mut Option<PathBuf>,
     out: &mut Vec<Directive>,
 ) -> Result<(), ConfigError> {
     if depth > MAX_INCLUDE_DEPTH {
@@ -320,7 +353,10 @@ fn read_file_into(
         )
     })?;
     for d in lexer::directives(&text, &file)? {
-        if d.name == "config" {
+        if d.name == "cd" {
+            change_dir(&d, cwd)?;
+            out.push(d);
+        } else if d.name == "config" {
             let Some(p) = d.arg(0).filter(|_| d.args.len() == 1 && d.inline.is_none()) else {
                 return Err(ConfigError::new(
                     d.loc.clone(),
@@ -330,7 +366,8 @@ fn read_file_into(
                     },
                 ));
             };
-            read_file_into(Path::new(p), &d.loc, depth + 1, out)?;
+            let p = options::resolve(cwd.as_deref(), p);
+            read_file_into(&p, &d.loc, depth + 1, cwd, out)?;
         } else {
             out.push(d);
         }
@@ -394,6 +431,42 @@ mod tests {
         std::fs::write(&a, b"verb 3\nca \xff\n").unwrap();
         let e = load_file(&a).unwrap_err();
         assert_eq!((e.kind, e.loc.line), (ConfigErrorKind::NotUtf8, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cd_makes_later_paths_relative_to_it() {
+        let dir = std::env::temp_dir().join(format!("ctls-cfg-cd-{}", std::process::id()));
+        let sub = dir.join("server");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(
+            sub.join("s.conf"),
+            "server 10.8.0.0 255.255.255.0\nca ca.crt\ncert /abs/server.crt\nkey keys/server.key\nclient-config-dir ccd\nstatus st.log\n",
+        )
+        .unwrap();
+        // As systemd's openvpn-server@.service does: --cd DIR --config NAME.conf
+        let args = [
+            "--cd".to_string(),
+            sub.display().to_string(),
+            "--config".into(),
+            "s.conf".into(),
+        ];
+        let o = load_args(&args).unwrap();
+        assert_eq!(o.ca, Some(Source::File(sub.join("ca.crt"))));
+        assert_eq!(o.cert, Some(Source::File("/abs/server.crt".into())));
+        assert_eq!(o.key, Some(Source::File(sub.join("keys/server.key"))));
+        assert_eq!(o.client_config_dir, Some(sub.join("ccd")));
+        assert_eq!(o.status.unwrap().path, sub.join("st.log"));
+        // Paths before the cd stay as written; a missing directory is an error.
+        let o = parse_str(
+            "t",
+            "ca a.crt\ncd /etc/x\ncert b.crt\nkey k\nclient\nremote h\n",
+        )
+        .unwrap();
+        assert_eq!(o.ca, Some(Source::File("a.crt".into())));
+        assert_eq!(o.cert, Some(Source::File("/etc/x/b.crt".into())));
+        let e = load_args(&["--cd", "/nonexistent/ctls", "--client"]).unwrap_err();
+        assert!(matches!(e.kind, ConfigErrorKind::Io { .. }), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -265,10 +265,11 @@ impl KeyMethod2 {
         };
 
         let ilen = r.u16("peer-info length")?;
+        // An empty string (length 0, or text starting with NUL) means no peer-info.
         let peer_info = if ilen == 0 {
             None
         } else {
-            Some(r.string(ilen, "peer-info")?)
+            Some(r.string(ilen, "peer-info")?).filter(|s| !s.is_empty())
         };
         Ok(KeyMethod2 {
             key_source: ks,
@@ -295,8 +296,9 @@ impl KeyMethod2 {
         match &self.credentials {
             Credentials::Absent => out.extend_from_slice(&[0, 0, 0, 0]),
             Credentials::Given(up) => {
-                put_string(&mut out, "username", &up.username, USER_PASS_LEN, true)?;
-                put_string(&mut out, "password", &up.password, USER_PASS_LEN, true)?;
+                // Present-but-empty is written as a lone NUL, so it reads back as given.
+                put_string(&mut out, "username", &up.username, USER_PASS_LEN, false)?;
+                put_string(&mut out, "password", &up.password, USER_PASS_LEN, false)?;
             }
             Credentials::TooLong {
                 username_len,

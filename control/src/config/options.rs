@@ -4,6 +4,7 @@
 //!
 //! | option | notes |
 //! |---|---|
+//! | `cd dir` | later relative paths (files, `config` includes, ccd, status, log) are taken from `dir` |
 //! | `server`, `client`, `mode server`, `tls-server`, `tls-client`, `pull` | role; `client` = `pull` + `tls-client`; point-to-point modes are refused |
 //! | `dev tun`/`tunN`/name, `dev-type tun` | TUN only (DCO has no TAP) |
 //! | `proto udp\|udp4\|udp6` | TCP is refused for now |
@@ -729,6 +730,8 @@ impl Options {
 /// Collected state while reading directives.
 struct Builder {
     top: Arc<str>,
+    /// Directory set by `cd`: later relative paths are taken from there.
+    base: Option<PathBuf>,
     seen: HashMap<&'static str, Location>,
     mode_server: bool,
     tls_server: bool,
@@ -1276,6 +1279,7 @@ impl Builder {
     fn new(top: Arc<str>) -> Self {
         Self {
             top,
+            base: None,
             seen: HashMap::new(),
             mode_server: false,
             tls_server: false,
@@ -1400,6 +1404,10 @@ impl Builder {
             return Ok(());
         }
         match name {
+            "cd" => {
+                a.need(1, 1, "cd directory")?;
+                self.base = Some(self.path(a.s(0)));
+            }
             "client" => {
                 a.need(0, 0, "client")?;
                 self.pull = true;
@@ -1917,7 +1925,7 @@ impl Builder {
             }
             "client-config-dir" => {
                 a.need(1, 1, "client-config-dir directory")?;
-                self.client_config_dir = Some(PathBuf::from(a.s(0)));
+                self.client_config_dir = Some(self.path(a.s(0)));
                 self.mark("client-config-dir", &d.loc);
             }
             "ccd-exclusive" => {
@@ -2022,7 +2030,7 @@ impl Builder {
                 a.need(1, 2, "status file [seconds]")?;
                 let interval = if a.n() == 2 { a.u32(1, 1, 86400)? } else { 60 };
                 self.status = Some(StatusFile {
-                    path: PathBuf::from(a.s(0)),
+                    path: self.path(a.s(0)),
                     interval,
                 });
             }
@@ -2041,7 +2049,7 @@ impl Builder {
             "log" | "log-append" => {
                 a.need(1, 1, "log file")?;
                 self.log = Some(LogFile {
-                    path: PathBuf::from(a.s(0)),
+                    path: self.path(a.s(0)),
                     append: name == "log-append",
                 });
             }
@@ -2101,7 +2109,15 @@ impl Builder {
         if a.d.inline.is_none() {
             a.need(1, 1, usage)?;
         }
-        a.source(usage)
+        Ok(match a.source(usage)? {
+            Source::File(p) => Source::File(self.path(&p.to_string_lossy())),
+            inline => inline,
+        })
+    }
+
+    /// A path as written, taken relative to the `cd` directory when there is one.
+    fn path(&self, p: &str) -> PathBuf {
+        resolve(self.base.as_deref(), p)
     }
 
     fn conflict(&self, a: &str, b: &str, why: &str) -> ConfigError {
@@ -2439,6 +2455,14 @@ impl Args<'_> {
             return Err(self.bad(0, "an inline block takes no arguments"));
         }
         Ok(())
+    }
+}
+
+/// `p` relative to `base` (unless absolute or there is no base).
+pub fn resolve(base: Option<&std::path::Path>, p: &str) -> PathBuf {
+    match base {
+        Some(b) if !std::path::Path::new(p).is_absolute() => b.join(p),
+        _ => PathBuf::from(p),
     }
 }
 

@@ -231,6 +231,19 @@ fn credentials_round_trip_and_limits() {
             );
         }
     }
+    // Empty-but-given credentials and an empty peer-info survive a round trip.
+    let rec = KeyMethod2 {
+        key_source: KeySource::random(Sender::Client).unwrap(),
+        options: "V4".into(),
+        credentials: Credentials::Given(UserPass {
+            username: Zeroizing::new(String::new()),
+            password: Zeroizing::new(String::new()),
+        }),
+        peer_info: Some(String::new()),
+    };
+    let back = KeyMethod2::parse(&rec.encode(Sender::Client).unwrap(), Sender::Client).unwrap();
+    assert_eq!(back.credentials, rec.credentials);
+    assert_eq!(back.peer_info, None, "empty peer-info reads as none");
     let rec = KeyMethod2 {
         key_source: KeySource::random(Sender::Client).unwrap(),
         options: "V4".into(),
