@@ -4,6 +4,7 @@ pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod key_method;
+pub mod link;
 pub mod packet;
 pub mod pool;
 pub mod push;

@@ -33,6 +33,7 @@
 
 mod netns;
 mod openvpn;
+mod ours;
 mod pki;
 mod proc;
 mod process;
@@ -42,6 +43,7 @@ mod traffic;
 
 pub use netns::{IfStats, Netns, Offloads, VethConfig, VethPair};
 pub use openvpn::{OvpnConfig, OvpnRole, Proto, StockOpenvpn, TlsWrap};
+pub use ours::{Ours, bin_dir, make_world_readable, require_ours};
 pub use pki::{CertPair, KeyAlgo, Pki};
 pub use proc::{TempDir, cpu_seconds, run_timeout, stop_child};
 pub use process::NsProcess;
