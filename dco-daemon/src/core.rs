@@ -36,6 +36,9 @@ pub struct DaemonConfig {
     pub relay_burst: u32,
     /// TUN offloads (virtio-net header, TSO/USO, GRO on write).
     pub offload: bool,
+    /// OpenVPN's `mssfix`: TCP SYNs crossing the tunnel get an MSS that keeps encapsulated
+    /// packets within this many bytes (outer IP/UDP included); 0 turns it off.
+    pub mssfix: u16,
 }
 
 impl Default for DaemonConfig {
@@ -49,6 +52,7 @@ impl Default for DaemonConfig {
             relay_rate: 2000,
             relay_burst: 500,
             offload: true,
+            mssfix: 1492,
         }
     }
 }
@@ -583,6 +587,21 @@ impl Daemon {
 
     /// Stops the workers and timers; the TUN device goes away with the last queue.
     pub fn shutdown(&self) {
+        let s = self.stats();
+        let drops: Vec<String> = s
+            .drop_reasons()
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        tracing::info!(
+            data_in = s.get(Ctr::RecvData),
+            data_out = s.get(Ctr::SentData),
+            ctrl_in = s.get(Ctr::RecvCtrl),
+            ctrl_out = s.get(Ctr::SentCtrl),
+            drops = %drops.join(" "),
+            "final counters"
+        );
         self.shared.shutdown.store(true, Ordering::Relaxed);
         let threads = std::mem::take(&mut self.shared.lock().threads);
         for t in threads {

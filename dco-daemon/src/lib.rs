@@ -5,6 +5,7 @@ pub mod events;
 pub mod filter;
 pub mod ip;
 pub mod ipc;
+pub mod mss;
 pub mod netlink;
 pub mod peer;
 pub mod route;

@@ -46,6 +46,10 @@ struct Args {
     /// Batch crypto on a GPU: auto (only when it wins), off, on (fail without one).
     #[arg(long, default_value = "auto")]
     gpu: String,
+    /// OpenVPN's mssfix: clamp TCP MSS so encapsulated packets stay within this size
+    /// (outer IP/UDP included); 0 = off.
+    #[arg(long, default_value_t = 1492)]
+    mssfix: u16,
     /// Exit when the process that started us exits (used by dco-control).
     #[arg(long)]
     exit_with_parent: bool,
@@ -68,12 +72,8 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if args.exit_with_parent {
-        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; no pointers involved.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-        }
-    }
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
     let gpu_mode: gpu::GpuMode = args.gpu.parse().map_err(|e| format!("--gpu: {e}"))?;
     let offload = gpu::Offload::new(gpu_mode, &gpu::GpuConfig::default())
         .map_err(|e| format!("--gpu on: {e}"))?;
@@ -102,6 +102,7 @@ fn run(args: Args) -> Result<(), String> {
             replay_window: args.replay_window,
             relay_rate: args.relay_rate,
             offload: !args.no_offload,
+            mssfix: args.mssfix,
             ..Default::default()
         };
         let daemon = Arc::new(Daemon::new(config, sink).map_err(|e| e.to_string())?);
@@ -133,6 +134,22 @@ fn run(args: Args) -> Result<(), String> {
             }),
         });
         let stop = server.shutdown_handle();
+        if args.exit_with_parent {
+            // Not a parent-death signal: dco-control drops root, and an unprivileged process
+            // may not signal us. Watch for being re-parented instead.
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    // SAFETY: getppid has no preconditions.
+                    if unsafe { libc::getppid() } != parent {
+                        tracing::info!("dco-control exited; shutting down");
+                        stop.shutdown();
+                        return;
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {

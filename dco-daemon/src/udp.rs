@@ -428,6 +428,9 @@ pub struct TxQueue {
     cmsgs: Vec<[u64; CMSG_SPACE / 8]>,
     hdrs: Vec<libc::mmsghdr>,
     max_datagrams: usize,
+    /// Datagrams of this size or larger are not grouped for GSO: the kernel refused such a
+    /// segment size (EMSGSIZE, larger than the path MTU) and fragments them one by one.
+    gso_limit: usize,
 }
 
 // SAFETY: the raw pointers are only set and used while a TxBatch borrows the queue.
@@ -462,6 +465,7 @@ impl TxQueue {
             cmsgs: vec![[0u64; CMSG_SPACE / 8]; n],
             hdrs: (0..n).map(|_| unsafe { zeroed() }).collect(),
             max_datagrams: n,
+            gso_limit: usize::MAX,
         }
     }
 
@@ -483,6 +487,7 @@ impl TxQueue {
             && m.src == src
             && !m.closed
             && data.len() <= m.seg
+            && m.seg < self.gso_limit
             && m.iovs < MAX_GSO_SEGMENTS
             && m.bytes + data.len() <= MAX_DATAGRAM - 48
         {
@@ -522,6 +527,13 @@ impl TxQueue {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                    Some(libc::EMSGSIZE) if use_gso && self.msgs[start].iovs > 1 => {
+                        // Segments larger than the path MTU: send them singly (the kernel
+                        // fragments) and stop grouping datagrams this large.
+                        self.gso_limit = self.gso_limit.min(self.msgs[start].seg);
+                        self.split_all(start);
+                        continue;
+                    }
                     Some(libc::EIO) | Some(libc::EINVAL)
                         if use_gso && self.msgs[start].iovs > 1 =>
                     {

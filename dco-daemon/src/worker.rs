@@ -165,9 +165,14 @@ fn flush_udp(tx: &mut TxBatch<'_, '_>, sock: &UdpSocket, ctr: &ThreadCounters) {
         Ok(rep) => {
             ctr.add(Ctr::SentData, rep.datagrams as u64);
             ctr.add(Ctr::TransportBytesSent, rep.bytes as u64);
-            for _ in 0..rep.errors {
-                ctr.drop(Dropped::UdpSend);
-                ctr.add(Ctr::LostDataOut, 1);
+            if rep.errors > 0 {
+                for _ in 0..rep.errors {
+                    ctr.drop(Dropped::UdpSend);
+                    ctr.add(Ctr::LostDataOut, 1);
+                }
+                if let Some(e) = &rep.last_error {
+                    tracing::debug!(datagrams = rep.errors, "UDP send failed: {e}");
+                }
             }
         }
         Err(e) => {
@@ -261,6 +266,11 @@ impl RxCtx<'_> {
         }
         // Trim link padding beyond the IP header's own length.
         let payload = payload.start..payload.start + ip::declared_len(inner);
+        crate::mss::clamp(
+            &mut pkt[payload.clone()],
+            self.shared.config.mssfix,
+            src.is_ipv6(),
+        );
         let to_peer = if self.shared.client_to_client.load(Ordering::Relaxed) {
             self.table.route(idst).filter(|p| p.id != peer.id)
         } else {
@@ -461,13 +471,18 @@ impl TxThread {
                 ctr.drop(Dropped::Firewall);
                 continue;
             }
+            let ep = peer.endpoint();
+            crate::mss::clamp(
+                &mut buf[HEADROOM..HEADROOM + size],
+                self.shared.config.mssfix,
+                ep.remote.is_ipv6(),
+            );
             let Some(len) = seal_for(peer, buf, size, &self.shared, ctr) else {
                 continue;
             };
             peer.counters.add_out(self.slot, 1, size as u64);
             peer.touch_tx(now);
             ctr.add(Ctr::TunnelBytesSent, size as u64);
-            let ep = peer.endpoint();
             tx.push(ep.remote, ep.local, &buf[..len]);
         }
         if !tx.is_empty() {

@@ -79,8 +79,18 @@ impl Ours {
         let bin = bin_dir().join("dco-control");
         let mut args: Vec<String> = vec!["--config".into(), config.display().to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut process = NsProcess::spawn(ns, &bin, &args, workdir, name, &[("DCO_LOG", "info")])
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut process = NsProcess::spawn(
+            ns,
+            &bin,
+            &args,
+            workdir,
+            name,
+            &[(
+                "DCO_LOG",
+                std::env::var("DCO_TEST_LOG").as_deref().unwrap_or("info"),
+            )],
+        )
+        .with_context(|| format!("starting {}", bin.display()))?;
         process.wait_for_log("Initialization Sequence Completed", timeout)?;
         Ok(Ours {
             process,

@@ -99,7 +99,7 @@ fn tun_name(dev: &str) -> String {
         .unwrap_or_else(|| "tun0".into())
 }
 
-fn spawn_daemon(args: &Args, ifname: &str, socket: &Path) -> Result<Child, String> {
+fn spawn_daemon(args: &Args, opts: &Options, ifname: &str, socket: &Path) -> Result<Child, String> {
     let bin = match &args.daemon_bin {
         Some(b) => b.clone(),
         None => {
@@ -120,6 +120,8 @@ fn spawn_daemon(args: &Args, ifname: &str, socket: &Path) -> Result<Child, Strin
         .arg("--exit-with-parent")
         .arg("--gpu")
         .arg(&args.gpu);
+    cmd.arg("--mssfix")
+        .arg(opts.mssfix.unwrap_or(1492).to_string());
     if let Some(w) = args.workers {
         cmd.arg("--workers").arg(w.to_string());
     }
@@ -364,7 +366,7 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
         .unwrap_or_else(|| control_ipc::default_socket_path(&ifname));
     // Start the daemon from this (main) thread so its parent-death signal follows us.
     let mut child = if args.daemon_socket.is_none() {
-        Some(spawn_daemon(&args, &ifname, &socket)?)
+        Some(spawn_daemon(&args, &opts, &ifname, &socket)?)
     } else {
         None
     };
