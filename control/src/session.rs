@@ -538,6 +538,13 @@ impl ControlSession {
             ks.reliable.on_packet(p)?;
         }
         ks.reliable.send_reset(Opcode::SoftResetV1)?;
+        // The current key must be the encrypting one before it becomes the lame duck.
+        if self.primary.phase == Phase::Generated && !self.primary.activated {
+            self.primary.activated = true;
+            self.events.push_back(SessionEvent::ActivateKey {
+                key_id: self.primary.key_id.get(),
+            });
+        }
         if let Some(old) = self.lame_duck.take() {
             // The previous lame duck is replaced, as in 2.6.
             if old.phase == Phase::Generated {
@@ -585,10 +592,12 @@ impl ControlSession {
                 }
             }
         }
-        // Activation of a renegotiated key.
-        if let Some(at) = self.primary.activate_at
+        // Activation of a renegotiated key: once the peer has ACKed everything we sent on
+        // it (our key-method record included), it has derived the key too and can decrypt.
+        if self.primary.phase == Phase::Generated
             && !self.primary.activated
-            && now >= at
+            && (self.primary.reliable.all_acked()
+                || self.primary.activate_at.is_some_and(|at| now >= at))
         {
             self.primary.activated = true;
             self.events.push_back(SessionEvent::ActivateKey {
