@@ -48,9 +48,22 @@ use crate::notify::{Notifier, Subscriber};
 use crate::schema::Subscribed;
 use crate::transport::{Listener, PeerCred, Recv, SeqPacket, SocketPerms};
 
-/// The default socket of an interface: `/run/dco/<ifname>.sock`.
+/// The default socket of an interface: `/run/dco/<ifname>.sock` in the initial network
+/// namespace, `/run/dco/netns-<inode>/<ifname>.sock` in any other. Interface names are per
+/// namespace and `/run` is not, so two namespaces may each have a `tun0` without their
+/// daemons' sockets colliding; `ovpnctl` run in the same namespace finds the same path.
 pub fn default_socket_path(ifname: &str) -> PathBuf {
-    PathBuf::from(format!("/run/dco/{ifname}.sock"))
+    let own = netns_inode("/proc/self/ns/net");
+    let init = netns_inode("/proc/1/ns/net");
+    match (own, init) {
+        (Some(o), Some(i)) if o != i => PathBuf::from(format!("/run/dco/netns-{o}/{ifname}.sock")),
+        _ => PathBuf::from(format!("/run/dco/{ifname}.sock")),
+    }
+}
+
+fn netns_inode(path: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 /// Server settings.
