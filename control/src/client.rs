@@ -220,15 +220,11 @@ impl Client {
                 }
             }
             DaemonEvent::Float { .. } => {}
-            DaemonEvent::Traffic {
-                peer_id,
-                bytes,
-                packets,
-            } => {
+            DaemonEvent::Traffic { peer_id, traffic } => {
                 if Some(peer_id) == self.peer_id
                     && let Some(s) = self.session.as_mut()
                 {
-                    s.report_traffic(now, bytes, packets);
+                    s.report_traffic(now, traffic.bytes(), traffic.packets());
                     self.drain(now);
                 }
             }

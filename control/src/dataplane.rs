@@ -120,11 +120,25 @@ pub enum DaemonEvent {
     /// A peer moved to a new address.
     Float { peer_id: u32, remote: SocketAddr },
     /// Data-channel traffic of a peer so far (for reneg-bytes/pkts and the status file).
-    Traffic {
-        peer_id: u32,
-        bytes: u64,
-        packets: u64,
-    },
+    Traffic { peer_id: u32, traffic: PeerTraffic },
+}
+
+/// A peer's data-channel counters as the daemon reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerTraffic {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+impl PeerTraffic {
+    pub fn bytes(&self) -> u64 {
+        self.bytes_in + self.bytes_out
+    }
+    pub fn packets(&self) -> u64 {
+        self.packets_in + self.packets_out
+    }
 }
 
 /// Which key-id sits in which daemon slot, so session events map to slot commands.

@@ -13,5 +13,6 @@ pub mod server;
 pub mod session;
 pub mod setup;
 pub mod static_key;
+pub mod status;
 pub mod tls;
 pub mod wrap;

@@ -11,7 +11,7 @@ use control_ipc::types::{Bytes, IpPrefix, KeyBytes};
 use control_ipc::{Client, ClientError, Notification, Subscription};
 use crypto::{CipherKind, DirectionalKey};
 
-use crate::dataplane::{DaemonCmd, DaemonEvent, IfMode, Net, Slot};
+use crate::dataplane::{DaemonCmd, DaemonEvent, IfMode, Net, PeerTraffic, Slot};
 
 /// A connection to the daemon with a notification subscription.
 pub struct DaemonLink {
@@ -215,8 +215,12 @@ impl DaemonLink {
             .into_iter()
             .map(|s| DaemonEvent::Traffic {
                 peer_id: s.peerid,
-                bytes: s.bytes.rx + s.bytes.tx,
-                packets: s.packets.rx + s.packets.tx,
+                traffic: PeerTraffic {
+                    bytes_in: s.bytes.rx,
+                    bytes_out: s.bytes.tx,
+                    packets_in: s.packets.rx,
+                    packets_out: s.packets.tx,
+                },
             })
             .collect())
     }

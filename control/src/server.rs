@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crypto::Role as KeyRole;
 
 use crate::config::{DataCipher, Options};
-use crate::dataplane::{DaemonCmd, DaemonEvent, Net, Slot, SlotMap};
+use crate::dataplane::{DaemonCmd, DaemonEvent, Net, PeerTraffic, Slot, SlotMap};
 use crate::key_method::PeerInfo;
 use crate::packet::{self, Opcode, Peek};
 use crate::pool::{Admitted, ClientAddressing, ClientId};
@@ -42,7 +42,9 @@ pub struct Conn {
     pub admitted: Option<Admitted>,
     pub negotiated: Option<Negotiated>,
     pub connected_since: Instant,
-    pub traffic: (u64, u64),
+    pub traffic: PeerTraffic,
+    /// When the client was admitted.
+    pub admitted_at: Option<Instant>,
     slots: SlotMap,
     push_reply: Vec<String>,
     pushed: bool,
@@ -136,16 +138,13 @@ impl Server {
                     }
                 }
             }
-            DaemonEvent::Traffic {
-                peer_id,
-                bytes,
-                packets,
-            } => {
+            DaemonEvent::Traffic { peer_id, traffic } => {
                 if let Some(addr) = self.by_peer.get(&peer_id).copied()
                     && let Some(c) = self.conns.get_mut(&addr)
                 {
-                    c.traffic = (bytes, packets);
-                    c.session.report_traffic(now, bytes, packets);
+                    c.traffic = traffic;
+                    c.session
+                        .report_traffic(now, traffic.bytes(), traffic.packets());
                     self.drain(now, addr);
                 }
             }
@@ -250,7 +249,8 @@ impl Server {
                         admitted: None,
                         negotiated: None,
                         connected_since: now,
-                        traffic: (0, 0),
+                        traffic: PeerTraffic::default(),
+                        admitted_at: None,
                         slots: SlotMap::default(),
                         push_reply: Vec::new(),
                         pushed: false,
@@ -481,6 +481,7 @@ impl Server {
         c.push_reply = reply;
         c.negotiated = Some(negotiated.clone());
         c.admitted = Some(admitted);
+        c.admitted_at = Some(now);
         self.stats.handshakes_completed += 1;
         tracing::info!(%addr, cn, peer_id, cipher = params.cipher.name(), ekm = params.ekm, "client admitted");
         if let Err(e) = c.session.set_data_params(now, params) {

@@ -65,6 +65,11 @@ fn three_clients_client_to_client_iroute_and_source_check() -> Result<()> {
         .extra("route 192.168.33.0 255.255.255.0")
         .extra("push \"route 192.168.33.0 255.255.255.0\"")
         .extra("client-to-client")
+        .extra(&format!(
+            "status {} 1",
+            work.path().join("status.log").display()
+        ))
+        .extra("status-version 2")
         .ccd("client1", &["ifconfig-push 10.8.0.11 255.255.255.0"])
         .ccd("client2", &["ifconfig-push 10.8.0.12 255.255.255.0"])
         .ccd(
@@ -119,6 +124,31 @@ fn three_clients_client_to_client_iroute_and_source_check() -> Result<()> {
         },
     )
     .map_err(fail)?;
+
+    // The OpenVPN status file (version 2) lists the three clients for existing monitoring.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = std::fs::read_to_string(work.path().join("status.log"))?;
+    for (cn, v4) in [
+        ("client1", "10.8.0.11"),
+        ("client2", "10.8.0.12"),
+        ("client3", "10.8.0.13"),
+    ] {
+        ensure!(
+            status
+                .lines()
+                .any(|l| l.starts_with(&format!("CLIENT_LIST,{cn},"))
+                    && l.contains(&format!(",{v4},"))),
+            "status file lacks {cn}:\n{status}"
+        );
+        ensure!(
+            status.contains(&format!("ROUTING_TABLE,{v4},{cn},")),
+            "routing table lacks {cn}:\n{status}"
+        );
+    }
+    ensure!(
+        status.starts_with("TITLE,") && status.ends_with("END\n"),
+        "{status}"
+    );
 
     // Spoofing: client1 claims client3's address and an address outside its own. Neither
     // reaches client2; the legitimate source does.

@@ -412,6 +412,17 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
             }
             Role::Client => Shell::Client(Client::new(opts.clone(), template, remotes)),
         };
+        let status_file = match &opts.status {
+            Some(st) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&st.path)
+                    .map_err(|e| format!("status file {}: {e}", st.path.display()))?,
+            ),
+            None => None,
+        };
         if !args.no_privdrop {
             drop_privileges(&opts)?;
         }
@@ -421,7 +432,7 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
         if let Shell::Client(c) = &mut shell {
             c.start(Instant::now());
         }
-        event_loop(&mut link, &mut shell).await
+        event_loop(&mut link, &mut shell, &opts, status_file).await
     });
     if let Some(mut c) = child {
         // The daemon exits with us (parent-death signal); reap it if we still can.
@@ -430,11 +441,36 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
     result
 }
 
-async fn event_loop(link: &mut DaemonLink, shell: &mut Shell) -> Result<i32, String> {
+fn write_status(shell: &Shell, opts: &Options, file: &mut Option<std::fs::File>) {
+    if let (Shell::Server(s), Some(f)) = (shell, file.as_mut()) {
+        let text = control::status::render(
+            s,
+            opts.status_version,
+            Instant::now(),
+            u64::from(unix_now()),
+        );
+        if let Err(e) = control::status::write(f, &text) {
+            tracing::warn!("cannot write the status file: {e}");
+        }
+    }
+}
+
+async fn event_loop(
+    link: &mut DaemonLink,
+    shell: &mut Shell,
+    opts: &Options,
+    mut status_file: Option<std::fs::File>,
+) -> Result<i32, String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut stats = tokio::time::interval(Duration::from_secs(5));
+    let status_every = opts
+        .status
+        .as_ref()
+        .map(|s| control::status::interval(s.interval))
+        .unwrap_or(Duration::from_secs(3600));
+    let mut status_tick = tokio::time::interval(status_every);
     let mut stopping: Option<Instant> = None;
     loop {
         while let Some(cmd) = shell.poll_command() {
@@ -476,6 +512,14 @@ async fn event_loop(link: &mut DaemonLink, shell: &mut Shell) -> Result<i32, Str
                         shell.handle_event(Instant::now(), ev);
                     }
                 }
+            }
+            _ = status_tick.tick(), if opts.status.is_some() => {
+                if let Ok(evs) = link.traffic().await {
+                    for ev in evs {
+                        shell.handle_event(Instant::now(), ev);
+                    }
+                }
+                write_status(shell, opts, &mut status_file);
             }
             _ = term.recv(), if stopping.is_none() => {
                 tracing::info!("SIGTERM: shutting down");
