@@ -55,21 +55,31 @@ impl NsProcess {
     /// Waits (bounded) until the log contains `needle`; fails with the log's tail when the
     /// process exits first or time runs out.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        self.wait_for_log_count(needle, 1, timeout)
+    }
+
+    /// Waits (bounded) until `needle` appears at least `count` times in the log.
+    pub fn wait_for_log_count(
+        &mut self,
+        needle: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.log().contains(needle) {
+            if self.log().matches(needle).count() >= count {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "`{}` exited ({status}) before logging {needle:?}; log tail:\n{}",
+                    "`{}` exited ({status}) before logging {needle:?} {count}x; log tail:\n{}",
                     self.name,
                     self.log_tail(40)
                 );
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "`{}` did not log {needle:?} within {timeout:?}; log tail:\n{}",
+                    "`{}` did not log {needle:?} {count}x within {timeout:?}; log tail:\n{}",
                     self.name,
                     self.log_tail(40)
                 );
