@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     /// OpenVPN's `mssfix`: TCP SYNs crossing the tunnel get an MSS that keeps encapsulated
     /// packets within this many bytes (outer IP/UDP included); 0 turns it off.
     pub mssfix: u16,
+    /// Most connections the firewall tracks.
+    pub ct_max_entries: usize,
 }
 
 impl Default for DaemonConfig {
@@ -53,6 +55,7 @@ impl Default for DaemonConfig {
             relay_burst: 500,
             offload: true,
             mssfix: 1492,
+            ct_max_entries: 262_144,
         }
     }
 }
@@ -109,6 +112,8 @@ pub struct Shared {
     pub client_to_client: AtomicBool,
     pub sink: Arc<dyn EventSink>,
     filter: ArcSwap<FilterBox>,
+    /// Connection tracking; it filters once a rule set is loaded ([`Daemon::load_firewall`]).
+    pub conntrack: Arc<conntrack::Conntrack>,
     epoch: Instant,
     state: Mutex<State>,
 }
@@ -228,6 +233,12 @@ impl Daemon {
         tun.insert(0, first);
         let ifindex =
             netlink::if_index(&config.ifname).map_err(io_err("TUN device has no index"))?;
+        let ct_config = conntrack::Config {
+            max_entries: config.ct_max_entries,
+            ..Default::default()
+        };
+        let ct = conntrack::Conntrack::new(ct_config)
+            .map_err(|e| DaemonError::Invalid(format!("conntrack: {e}")))?;
         let shared = Arc::new(Shared {
             counters: Counters::new(2 + 2 * workers),
             config: DaemonConfig { workers, ..config },
@@ -236,6 +247,7 @@ impl Daemon {
             client_to_client: AtomicBool::new(true),
             sink,
             filter: ArcSwap::from_pointee(FilterBox(Box::new(PassThrough))),
+            conntrack: Arc::new(ct),
             epoch: Instant::now(),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
@@ -548,6 +560,35 @@ impl Daemon {
         self.shared.filter.store(Arc::new(FilterBox(f)));
     }
 
+    /// Loads (or atomically replaces) the firewall rule set; from then on every packet is
+    /// tracked and filtered. Returns the number of rules.
+    pub fn load_firewall(&self, text: &str) -> Result<usize, conntrack::RuleError> {
+        let rules = conntrack::RuleSet::parse(text)?;
+        let n = rules.len();
+        self.shared.conntrack.set_rules(rules);
+        if !self.firewall_active() {
+            self.set_filter(Box::new(crate::firewall::ConntrackFilter::new(
+                self.shared.conntrack.clone(),
+            )));
+        }
+        tracing::info!(rules = n, "firewall rule set loaded");
+        Ok(n)
+    }
+
+    /// Whether a firewall rule set is active.
+    pub fn firewall_active(&self) -> bool {
+        self.shared.filter.load().name() == "conntrack"
+    }
+
+    pub fn conntrack(&self) -> &conntrack::Conntrack {
+        &self.shared.conntrack
+    }
+
+    /// The tracker's clock (the data path's milliseconds).
+    pub fn ct_now(&self) -> conntrack::Timestamp {
+        conntrack::Timestamp::from_millis(self.shared.now_ms())
+    }
+
     pub fn stats(&self) -> CounterSnapshot {
         self.shared.counters.snapshot()
     }
@@ -680,5 +721,9 @@ fn keepalive_loop(shared: &Shared) {
         for id in expired {
             shared.delete_peer_from_datapath(id, DelReason::Expired);
         }
+        // Expire tracked connections a slice at a time: never a long pause.
+        shared
+            .conntrack
+            .gc_slice(conntrack::Timestamp::from_millis(now), 4096);
     }
 }

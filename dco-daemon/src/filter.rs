@@ -1,6 +1,9 @@
 //! The firewall hook on both data paths. Conntrack plugs in here; without it every packet
 //! passes.
 
+/// Size of the reply buffer a filter may write a reject reply into.
+pub const REPLY_BUF: usize = conntrack::REJECT_BUF_LEN;
+
 /// Which way a packet crosses the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -12,12 +15,13 @@ pub enum Direction {
     BetweenPeers,
 }
 
-pub struct FilterCtx {
+pub struct FilterCtx<'a> {
     pub dir: Direction,
-    /// The peer the packet came from (FromPeer, BetweenPeers) or goes to (ToPeer).
-    pub peer_id: u32,
+    /// The peer (id, common name) the packet came from (FromPeer, BetweenPeers) or goes to
+    /// (ToPeer).
+    pub peer: (u32, &'a str),
     /// The destination peer of a BetweenPeers packet.
-    pub to_peer: Option<u32>,
+    pub to: Option<(u32, &'a str)>,
     pub now_ms: u64,
 }
 
@@ -31,8 +35,9 @@ pub enum Verdict {
 }
 
 pub trait PacketFilter: Send + Sync {
-    /// Decides on one packet; may write a reject reply into `reply`.
-    fn check(&self, pkt: &[u8], ctx: &FilterCtx, reply: &mut [u8]) -> Verdict;
+    /// Decides on one packet; may write a reject reply into `reply` (at least
+    /// [`REPLY_BUF`] bytes).
+    fn check(&self, pkt: &[u8], ctx: &FilterCtx<'_>, reply: &mut [u8]) -> Verdict;
     /// A short description for `ovpnctl show`.
     fn name(&self) -> &str;
 }
@@ -43,7 +48,7 @@ pub struct PassThrough;
 
 impl PacketFilter for PassThrough {
     #[inline]
-    fn check(&self, _pkt: &[u8], _ctx: &FilterCtx, _reply: &mut [u8]) -> Verdict {
+    fn check(&self, _pkt: &[u8], _ctx: &FilterCtx<'_>, _reply: &mut [u8]) -> Verdict {
         Verdict::Accept
     }
     fn name(&self) -> &str {

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use control_ipc::message::{IpcError, Notification, Request, Response};
 use control_ipc::schema::{
-    Cipher, ControlPacketNote, DelPeerNote, DelReason as IpcDelReason, Endpoint, FloatNote, Info,
-    InterfaceStats, KeyConfig, KeySlot as IpcSlot, KeySlotInfo, NamedCounter, Page,
+    Cipher, ControlPacketNote, CtEntry, CtFlushed, CtPage, CtStats, CtTuple, DelPeerNote,
+    DelReason as IpcDelReason, Endpoint, FloatNote, FwCounters, FwLoaded, FwRule, FwRuleCounter,
+    FwRules, Info, InterfaceStats, KeyConfig, KeySlot as IpcSlot, KeySlotInfo, NamedCounter, Page,
     PeerInfo as IpcPeerInfo, PeerRef, PeerStats, PeerStatsPage, PeersPage,
 };
 use control_ipc::types::{Bytes, InOut, IpPrefix};
@@ -91,6 +92,9 @@ impl EventSink for IpcSink {
     }
 }
 
+/// Reports the GPU status line and its named counters.
+pub type GpuStatusFn = Box<dyn Fn() -> (String, Vec<(String, u64)>) + Send + Sync>;
+
 /// Maps requests onto the daemon.
 pub struct DaemonHandler {
     pub daemon: Arc<Daemon>,
@@ -98,7 +102,49 @@ pub struct DaemonHandler {
     /// What the crypto backend line of GET_INFO says.
     pub crypto_backend: String,
     /// GPU status line and counters for GET_INFO.
-    pub gpu_status: Box<dyn Fn() -> (String, Vec<(String, u64)>) + Send + Sync>,
+    pub gpu_status: GpuStatusFn,
+    /// The last firewall rule text loaded (to reset counters by reloading it).
+    pub fw_text: std::sync::Mutex<Option<String>>,
+}
+
+fn ct_tuple(t: &conntrack::Tuple) -> CtTuple {
+    use conntrack::TupleL4;
+    let (sport, dport, icmp_type, icmp_code, icmp_id) = match t.l4 {
+        TupleL4::Ports { sport, dport } => (Some(sport), Some(dport), None, None, None),
+        TupleL4::Icmp { typ, code, id } => (None, None, Some(typ), Some(code), Some(id)),
+        TupleL4::None => (None, None, None, None, None),
+    };
+    CtTuple {
+        src: t.src,
+        dst: t.dst,
+        sport,
+        dport,
+        icmp_type,
+        icmp_code,
+        icmp_id,
+    }
+}
+
+fn ct_entry(c: &conntrack::ConnSnapshot) -> CtEntry {
+    let state = match c.tcp_state {
+        Some(s) => s.to_string(),
+        None if c.seen_reply => "REPLIED".into(),
+        None => "UNREPLIED".into(),
+    };
+    CtEntry {
+        proto: c.proto,
+        state,
+        orig: ct_tuple(&c.original),
+        reply: ct_tuple(&c.reply),
+        orig_packets: c.orig_packets,
+        orig_bytes: c.orig_bytes,
+        reply_packets: c.reply_packets,
+        reply_bytes: c.reply_bytes,
+        timeout: c.timeout,
+        mark: 0,
+        peerid: c.orig_peer.or(c.reply_peer),
+        assured: c.assured,
+    }
 }
 
 fn err(e: DaemonError) -> IpcError {
@@ -169,6 +215,37 @@ fn page<T>(items: Vec<(u32, T)>, p: &Page) -> (Vec<T>, Option<u64>) {
 }
 
 impl DaemonHandler {
+    fn fw_rules(&self) -> FwRules {
+        let rs = self.daemon.conntrack().rules();
+        let policy = rs.policy_counters();
+        FwRules {
+            policy: if self.daemon.firewall_active() {
+                match rs.policy() {
+                    conntrack::Policy::Accept => "accept".into(),
+                    conntrack::Policy::Drop => "drop".into(),
+                }
+            } else {
+                "none (no rule set loaded)".into()
+            },
+            policy_packets: policy.packets,
+            policy_bytes: policy.bytes,
+            rules: rs
+                .rules()
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let c = rs.counters(i);
+                    FwRule {
+                        index: i as u32,
+                        text: r.text().to_string(),
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    }
+                })
+                .collect(),
+        }
+    }
+
     fn stats(&self) -> InterfaceStats {
         let s = self.daemon.stats();
         let io = |i: Ctr, o: Ctr| InOut {
@@ -394,14 +471,92 @@ impl DaemonHandler {
             Request::Subscribe(_) | Request::Unsubscribe => Err(IpcError::unsupported(
                 "SUBSCRIBE is handled by the IPC server",
             )),
-            Request::FwLoad(_)
-            | Request::FwList
-            | Request::FwCounters(_)
-            | Request::CtList(_)
-            | Request::CtFlush(_)
-            | Request::CtStats => Err(IpcError::unsupported(
-                "the firewall is not enabled in this daemon",
-            )),
+            Request::FwLoad(f) => match d.load_firewall(&f.rules) {
+                Ok(n) => {
+                    *self.fw_text.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.rules);
+                    Ok(Response::FwLoaded(FwLoaded { rules: n as u32 }))
+                }
+                Err(e) => Err(IpcError::invalid(
+                    "rules",
+                    format!("line {}, column {}: {}", e.line, e.col, e.msg),
+                )),
+            },
+            Request::FwList => Ok(Response::FwRules(self.fw_rules())),
+            Request::FwCounters(c) => {
+                let rules = self.fw_rules();
+                if c.zero == Some(true) {
+                    // Reloading the same text starts every counter from zero.
+                    let text = self
+                        .fw_text
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if let Some(t) = text {
+                        let _ = d.load_firewall(&t);
+                    }
+                }
+                Ok(Response::FwCounters(FwCounters {
+                    policy_packets: rules.policy_packets,
+                    policy_bytes: rules.policy_bytes,
+                    rules: rules
+                        .rules
+                        .iter()
+                        .map(|r| FwRuleCounter {
+                            index: r.index,
+                            packets: r.packets,
+                            bytes: r.bytes,
+                        })
+                        .collect(),
+                }))
+            }
+            Request::CtList(req) => {
+                let mut all = Vec::new();
+                d.conntrack().for_each(d.ct_now(), |c| {
+                    if req
+                        .peerid
+                        .is_none_or(|p| c.orig_peer == Some(p) || c.reply_peer == Some(p))
+                    {
+                        all.push((c.id, ct_entry(c)));
+                    }
+                });
+                all.sort_by_key(|(id, _)| *id);
+                let (entries, next) = page(
+                    all,
+                    &Page {
+                        cursor: req.cursor,
+                        limit: req.limit,
+                    },
+                );
+                Ok(Response::CtList(CtPage { entries, next }))
+            }
+            Request::CtFlush(f) => {
+                let n = match f.peerid {
+                    None => d.conntrack().flush(d.ct_now()),
+                    Some(p) => d.conntrack().flush_matching(d.ct_now(), |c| {
+                        c.orig_peer == Some(p) || c.reply_peer == Some(p)
+                    }),
+                };
+                Ok(Response::CtFlushed(CtFlushed { flushed: n as u64 }))
+            }
+            Request::CtStats => {
+                let s = d.conntrack().stats();
+                let t = &s.total;
+                Ok(Response::CtStats(CtStats {
+                    entries: s.entries as u64,
+                    max: s.max_entries as u64,
+                    new: t.insert,
+                    invalid: t.invalid,
+                    drop: t.drop,
+                    early_drop: t.early_drop,
+                    expired: t.expired,
+                    insert_failed: t.drop,
+                    counters: t
+                        .fields()
+                        .iter()
+                        .map(|(n, v)| NamedCounter::new(*n, *v))
+                        .collect(),
+                }))
+            }
         }
     }
 

@@ -50,6 +50,13 @@ struct Args {
     /// (outer IP/UDP included); 0 = off.
     #[arg(long, default_value_t = 1492)]
     mssfix: u16,
+    /// Firewall rule set to load at start (see the conntrack crate docs for the syntax);
+    /// `ovpnctl fw load` replaces it at run time.
+    #[arg(long)]
+    firewall: Option<PathBuf>,
+    /// Most connections the firewall tracks.
+    #[arg(long, default_value_t = 262_144)]
+    ct_max: usize,
     /// Exit when the process that started us exits (used by dco-control).
     #[arg(long)]
     exit_with_parent: bool,
@@ -103,6 +110,7 @@ fn run(args: Args) -> Result<(), String> {
             relay_rate: args.relay_rate,
             offload: !args.no_offload,
             mssfix: args.mssfix,
+            ct_max_entries: args.ct_max,
             ..Default::default()
         };
         let daemon = Arc::new(Daemon::new(config, sink).map_err(|e| e.to_string())?);
@@ -110,11 +118,20 @@ fn run(args: Args) -> Result<(), String> {
         if let Some(l) = args.listen {
             daemon.listen(l).map_err(|e| e.to_string())?;
         }
+        let mut fw_text = None;
+        if let Some(f) = &args.firewall {
+            let text = std::fs::read_to_string(f).map_err(|e| format!("firewall file {}: {e}", f.display()))?;
+            daemon
+                .load_firewall(&text)
+                .map_err(|e| format!("{}:{}:{}: {}", f.display(), e.line, e.col, e.msg))?;
+            fw_text = Some(text);
+        }
         let gpu_for_status = offload.clone();
         let handler = Arc::new(DaemonHandler {
             daemon: daemon.clone(),
             started: Instant::now(),
             crypto_backend: "cpu (ring, AES-NI/CLMUL)".into(),
+            fw_text: std::sync::Mutex::new(fw_text),
             gpu_status: Box::new(move || {
                 let s = gpu_for_status.status();
                 let c = s.counters;

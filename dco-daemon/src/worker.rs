@@ -20,7 +20,7 @@ use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::core::Shared;
 use crate::events::{DelReason, Event, RateLimit};
-use crate::filter::{Direction, FilterCtx, Verdict};
+use crate::filter::{Direction, FilterCtx, REPLY_BUF, Verdict};
 use crate::ip;
 use crate::peer::Peer;
 use crate::stats::{Ctr, Dropped, ThreadCounters};
@@ -57,6 +57,7 @@ pub struct RxThread {
     gro: GROTable,
     relay: RateLimit,
     reply: Vec<u8>,
+    reject_q: TxQueue,
 }
 
 impl RxThread {
@@ -73,7 +74,8 @@ impl RxThread {
                 .collect(),
             gro: GROTable::default(),
             relay,
-            reply: vec![0u8; 2048],
+            reply: vec![0u8; DATA_V2_OVERHEAD + REPLY_BUF],
+            reject_q: TxQueue::new(1),
         }
     }
 
@@ -101,6 +103,7 @@ impl RxThread {
             gro,
             relay,
             reply,
+            reject_q,
         } = self;
         let now = shared.now_ms();
         let table = shared.table.load();
@@ -115,6 +118,7 @@ impl RxThread {
             now,
             relay,
             reply,
+            reject_q,
             sock: &io.sock,
         };
         for (meta, data) in rx.datagrams_mut() {
@@ -198,6 +202,7 @@ struct RxCtx<'a> {
     now: u64,
     relay: &'a mut RateLimit,
     reply: &'a mut Vec<u8>,
+    reject_q: &'a mut TxQueue,
     sock: &'a UdpSocket,
 }
 
@@ -282,19 +287,31 @@ impl RxCtx<'_> {
             } else {
                 Direction::FromPeer
             },
-            peer_id: peer.id.get(),
-            to_peer: to_peer.map(|p| p.id.get()),
+            peer: (peer.id.get(), &peer.common_name),
+            to: to_peer.map(|p| (p.id.get(), p.common_name.as_str())),
             now_ms: self.now,
         };
-        match self
-            .shared
-            .filter()
-            .check(&pkt[payload.clone()], &fctx, self.reply)
-        {
+        let verdict = self.shared.filter().check(
+            &pkt[payload.clone()],
+            &fctx,
+            &mut self.reply[DATA_V2_OVERHEAD..],
+        );
+        match verdict {
             Verdict::Accept => {}
-            Verdict::Drop | Verdict::Reject(_) => {
-                // Reject replies go back through the send path (conntrack integration).
+            Verdict::Drop => {
                 self.ctr.drop(Dropped::Firewall);
+                return RxAction::None;
+            }
+            Verdict::Reject(n) => {
+                // The reply (TCP RST / ICMP unreachable) goes back through the tunnel to the
+                // peer that sent the packet.
+                self.ctr.drop(Dropped::Firewall);
+                if let Some(wire) = seal_for(peer, self.reply, n, self.shared, self.ctr) {
+                    let ep = peer.endpoint();
+                    let mut b = self.reject_q.batch();
+                    b.push(ep.remote, ep.local, &self.reply[..wire]);
+                    flush_udp(&mut b, self.sock, self.ctr);
+                }
                 return RxAction::None;
             }
         }
@@ -403,6 +420,9 @@ pub struct TxThread {
     bufs: Vec<Vec<u8>>,
     sizes: Vec<usize>,
     txq: TxQueue,
+    reply: Vec<u8>,
+    reject_buf: Vec<Vec<u8>>,
+    gro: GROTable,
 }
 
 impl TxThread {
@@ -415,6 +435,9 @@ impl TxThread {
             bufs: (0..TUN_BATCH).map(|_| vec![0u8; HEADROOM + 2048]).collect(),
             sizes: vec![0; TUN_BATCH],
             txq: TxQueue::new(TUN_BATCH),
+            reply: vec![0u8; REPLY_BUF],
+            reject_buf: vec![Vec::with_capacity(HEADROOM + REPLY_BUF)],
+            gro: GROTable::default(),
         }
     }
 
@@ -449,7 +472,6 @@ impl TxThread {
         let ctr = self.shared.counters.slot(self.slot);
         let filter = self.shared.filter();
         let mut tx = self.txq.batch();
-        let mut reply = [0u8; 0];
         for (buf, &size) in self.bufs.iter_mut().zip(self.sizes.iter()).take(n) {
             let inner = &buf[HEADROOM..HEADROOM + size];
             let Some((_, dst)) = ip::addrs(inner) else {
@@ -463,13 +485,26 @@ impl TxThread {
             };
             let fctx = FilterCtx {
                 dir: Direction::ToPeer,
-                peer_id: peer.id.get(),
-                to_peer: None,
+                peer: (peer.id.get(), &peer.common_name),
+                to: None,
                 now_ms: now,
             };
-            if filter.check(inner, &fctx, &mut reply) != Verdict::Accept {
-                ctr.drop(Dropped::Firewall);
-                continue;
+            match filter.check(inner, &fctx, &mut self.reply) {
+                Verdict::Accept => {}
+                Verdict::Drop => {
+                    ctr.drop(Dropped::Firewall);
+                    continue;
+                }
+                Verdict::Reject(n) => {
+                    // The reply goes back to the host that sent the packet, through the TUN.
+                    ctr.drop(Dropped::Firewall);
+                    let b = &mut self.reject_buf[0];
+                    b.clear();
+                    b.resize(HEADROOM, 0);
+                    b.extend_from_slice(&self.reply[..n]);
+                    write_tun(&self.io.tun, &mut self.gro, &mut self.reject_buf, ctr);
+                    continue;
+                }
             }
             let ep = peer.endpoint();
             crate::mss::clamp(

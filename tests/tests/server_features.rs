@@ -224,29 +224,27 @@ fn reneg_under_traffic(prefix: &str, our_server: bool) -> Result<()> {
         .reneg_sec(10)
         .dev(&format!("{prefix}c"))
         .extra("dev-type tun");
-    let (server_log, client_log): (Box<dyn Fn() -> String>, Box<dyn Fn() -> String>);
+    // Log paths of whichever side is ours and whichever is stock.
+    let (server_log, client_log): (std::path::PathBuf, std::path::PathBuf);
     let _guards: (Box<dyn std::any::Any>, Box<dyn std::any::Any>);
     if our_server {
         let s = Ours::start(&server_ns, &scfg, work.path(), "server", START)?;
         let c = StockOpenvpn::start(&client_ns, &ccfg, work.path(), "client", START)?;
-        let (sl, cl) = (
+        (server_log, client_log) = (
             s.process.log_path().to_path_buf(),
             c.log_path().to_path_buf(),
         );
-        server_log = Box::new(move || std::fs::read_to_string(&sl).unwrap_or_default());
-        client_log = Box::new(move || std::fs::read_to_string(&cl).unwrap_or_default());
         _guards = (Box::new(s), Box::new(c));
     } else {
         let s = StockOpenvpn::start(&server_ns, &scfg, work.path(), "server", START)?;
         let c = Ours::start(&client_ns, &ccfg, work.path(), "client", START)?;
-        let (sl, cl) = (
+        (server_log, client_log) = (
             s.log_path().to_path_buf(),
             c.process.log_path().to_path_buf(),
         );
-        server_log = Box::new(move || std::fs::read_to_string(&sl).unwrap_or_default());
-        client_log = Box::new(move || std::fs::read_to_string(&cl).unwrap_or_default());
         _guards = (Box::new(s), Box::new(c));
     }
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
     let report = udp_stream(
         &client_ns,
         &server_ns,
@@ -263,8 +261,8 @@ fn reneg_under_traffic(prefix: &str, our_server: bool) -> Result<()> {
     let logs = || {
         format!(
             "--- server log ---\n{}\n--- client log ---\n{}",
-            server_log(),
-            client_log()
+            read(&server_log),
+            read(&client_log)
         )
     };
     ensure!(
@@ -279,9 +277,9 @@ fn reneg_under_traffic(prefix: &str, our_server: bool) -> Result<()> {
     );
     // At least five renegotiations happened (key-ids 1.. on the wire).
     let stock_log = if our_server {
-        client_log()
+        read(&client_log)
     } else {
-        server_log()
+        read(&server_log)
     };
     let renegs = stock_log
         .matches("Control Channel: TLS")

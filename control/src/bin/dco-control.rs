@@ -303,8 +303,8 @@ fn unix_now() -> u32 {
 }
 
 enum Shell {
-    Server(Server),
-    Client(Client),
+    Server(Box<Server>),
+    Client(Box<Client>),
 }
 
 impl Shell {
@@ -382,6 +382,22 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(ifname, listen = %bound.unwrap_or(listen), "data path ready");
+        if let Some(src) = &opts.firewall {
+            let name = match src {
+                control::config::Source::File(p) => p.display().to_string(),
+                control::config::Source::Inline(_) => "<firewall> block".into(),
+            };
+            let bytes = src
+                .load()
+                .map_err(|e| format!("firewall rules file {name}: {e}"))?;
+            let text = String::from_utf8_lossy(&bytes);
+            let n = link
+                .client()
+                .fw_load(&text)
+                .await
+                .map_err(|e| format!("firewall rules file {name}: {e}"))?;
+            tracing::info!(rules = n, "firewall rule set loaded into the data path");
+        }
         let mut shell = match opts.role {
             Role::Server => {
                 let mut setup = vec![DaemonCmd::SetIfMode(IfMode::Multipoint)];
@@ -408,9 +424,11 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
                 for cmd in setup {
                     link.execute(cmd).await.map_err(|e| e.to_string())?;
                 }
-                Shell::Server(Server::new(opts.clone(), template).map_err(|e| e.to_string())?)
+                Shell::Server(Box::new(
+                    Server::new(opts.clone(), template).map_err(|e| e.to_string())?,
+                ))
             }
-            Role::Client => Shell::Client(Client::new(opts.clone(), template, remotes)),
+            Role::Client => Shell::Client(Box::new(Client::new(opts.clone(), template, remotes))),
         };
         let status_file = match &opts.status {
             Some(st) => Some(

@@ -25,6 +25,7 @@
 //! | `remote-cert-tls server\|client` | EKU + KU as OpenVPN checks |
 //! | `verify-x509-name name [subject\|name\|name-prefix]` | |
 //! | `crl-verify file\|<inline>` | re-read when the file changes; `dir` form refused |
+//! | `firewall file\|<inline>` | ours: the data path's stateful firewall rule set (conntrack syntax), loaded at start |
 //! | `peer-fingerprint sha256\|<inline>` | self-signed certificates pinned by SHA-256 |
 //! | `tls-version-min 1.2\|1.3 [or-highest]` | 1.0/1.1 mean 1.2 (the lowest we speak) |
 //! | `reneg-sec max [min]`, `reneg-bytes`, `reneg-pkts`, `tran-window`, `hand-window`, `tls-timeout` | |
@@ -562,6 +563,8 @@ pub struct Options {
     pub verify_x509_name: Option<X509NameCheck>,
     /// `crl-verify`.
     pub crl_verify: Option<Source>,
+    /// `firewall FILE` (ours, not OpenVPN's): the data path's stateful firewall rules.
+    pub firewall: Option<Source>,
     /// `peer-fingerprint` SHA-256 values.
     pub peer_fingerprints: Vec<[u8; 32]>,
     /// `tls-version-min` (default 1.2).
@@ -765,6 +768,7 @@ struct Builder {
     remote_cert_tls: Option<CertUsage>,
     verify_x509_name: Option<X509NameCheck>,
     crl_verify: Option<Source>,
+    firewall: Option<Source>,
     peer_fingerprints: Vec<[u8; 32]>,
     tls_version_min: TlsVersion,
     reneg_sec: u32,
@@ -1313,6 +1317,7 @@ impl Builder {
             remote_cert_tls: None,
             verify_x509_name: None,
             crl_verify: None,
+            firewall: None,
             peer_fingerprints: Vec::new(),
             tls_version_min: TlsVersion::V1_2,
             reneg_sec: 3600,
@@ -1781,6 +1786,9 @@ impl Builder {
                     ));
                 }
                 self.crl_verify = Some(self.file_arg(&a, "crl-verify file")?);
+            }
+            "firewall" => {
+                self.firewall = Some(self.file_arg(&a, "firewall rules file")?);
             }
             "peer-fingerprint" => {
                 if let Some(b) = &d.inline {
@@ -2404,6 +2412,7 @@ impl Builder {
             remote_cert_tls: self.remote_cert_tls,
             verify_x509_name: self.verify_x509_name,
             crl_verify: self.crl_verify,
+            firewall: self.firewall,
             peer_fingerprints: self.peer_fingerprints,
             tls_version_min: self.tls_version_min,
             reneg_sec: self.reneg_sec,
