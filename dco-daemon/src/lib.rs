@@ -4,6 +4,7 @@ pub mod core;
 pub mod events;
 pub mod filter;
 pub mod firewall;
+pub mod gro;
 pub mod ip;
 pub mod ipc;
 pub mod mss;

@@ -21,6 +21,7 @@ use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 use crate::core::Shared;
 use crate::events::{DelReason, Event, RateLimit};
 use crate::filter::{Direction, FilterCtx, REPLY_BUF, Verdict};
+use crate::gro::{TunBatch, TunWriter};
 use crate::ip;
 use crate::peer::Peer;
 use crate::stats::{Ctr, Dropped, ThreadCounters};
@@ -33,8 +34,6 @@ const RX_BATCH: usize = 16;
 const TUN_BATCH: usize = 128;
 /// Room in front of a TUN packet: our header (24 bytes) covers the virtio header (10-12).
 const HEADROOM: usize = DATA_V2_OVERHEAD;
-/// A TUN packet buffer: MTU-sized packets, or a GRO-coalesced one up to 64 KiB.
-const TUN_BUF: usize = 65_536 + HEADROOM;
 /// Largest inner packet we send or accept.
 const MAX_INNER: usize = 65_535;
 
@@ -53,8 +52,7 @@ pub struct RxThread {
     slot: usize,
     rx: RxBatch,
     txq: TxQueue,
-    tun_bufs: Vec<Vec<u8>>,
-    gro: GROTable,
+    tun_writer: TunWriter,
     relay: RateLimit,
     reply: Vec<u8>,
     reject_q: TxQueue,
@@ -69,10 +67,7 @@ impl RxThread {
             slot,
             rx: RxBatch::new(RX_BATCH),
             txq: TxQueue::new(RX_BATCH * 64),
-            tun_bufs: (0..TUN_BATCH)
-                .map(|_| Vec::with_capacity(TUN_BUF))
-                .collect(),
-            gro: GROTable::default(),
+            tun_writer: TunWriter::new(TUN_BATCH),
             relay,
             reply: vec![0u8; DATA_V2_OVERHEAD + REPLY_BUF],
             reject_q: TxQueue::new(1),
@@ -99,8 +94,7 @@ impl RxThread {
             slot,
             rx,
             txq,
-            tun_bufs,
-            gro,
+            tun_writer,
             relay,
             reply,
             reject_q,
@@ -109,7 +103,7 @@ impl RxThread {
         let table = shared.table.load();
         let ctr = shared.counters.slot(*slot);
         let mut tx = txq.batch();
-        let mut tun_n = 0usize;
+        let mut tunb = tun_writer.batch();
         let mut ctx = RxCtx {
             shared,
             table: &table,
@@ -129,15 +123,10 @@ impl RxThread {
                 match ctx.packet(pkt, src, meta.dst_ip) {
                     RxAction::None => {}
                     RxAction::Tun(range) => {
-                        let b = &mut tun_bufs[tun_n];
-                        b.clear();
-                        b.resize(HEADROOM, 0);
-                        b.extend_from_slice(&pkt[range]);
-                        tun_n += 1;
-                        if tun_n == TUN_BATCH {
-                            write_tun(&io.tun, gro, &mut tun_bufs[..tun_n], ctr);
-                            tun_n = 0;
+                        if tunb.is_full() {
+                            flush_tun(&mut tunb, &io.tun, ctr);
                         }
+                        tunb.push(&pkt[range]);
                     }
                     RxAction::Udp(dst, local, len) => {
                         if tx.is_full() {
@@ -148,11 +137,24 @@ impl RxThread {
                 }
             }
         }
-        if tun_n > 0 {
-            write_tun(&io.tun, gro, &mut tun_bufs[..tun_n], ctr);
+        if !tunb.is_empty() {
+            flush_tun(&mut tunb, &io.tun, ctr);
         }
         if !tx.is_empty() {
             flush_udp(&mut tx, &io.sock, ctr);
+        }
+    }
+}
+
+/// Writes a batch of decrypted packets to the TUN (TCP segments coalesced).
+fn flush_tun(b: &mut TunBatch<'_, '_>, tun: &SyncDevice, ctr: &ThreadCounters) {
+    let (_, errors, err) = b.flush(tun.as_raw_fd());
+    if errors > 0 {
+        for _ in 0..errors {
+            ctr.drop(Dropped::TunWrite);
+        }
+        if let Some(e) = err {
+            tracing::debug!("TUN write failed: {e}");
         }
     }
 }
