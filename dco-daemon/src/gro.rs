@@ -469,11 +469,12 @@ mod tests {
         let c = seg4(1200, &[3; 60], 0x18);
         let d = seg4(5000, &[4; 100], 0x10); // same flow, gap: new packet
         let mut w = TunWriter::new(16);
-        let mut batch = w.batch();
-        for p in [&a, &b, &c, &d] {
-            batch.push(p);
+        {
+            let mut batch = w.batch();
+            for p in [&a, &b, &c, &d] {
+                batch.push(p);
+            }
         }
-        drop(batch);
         assert_eq!(groups(&w), vec![(3, 260, true), (1, 100, false)]);
         let g = w.groups[0];
         finish_super(&mut w.hdrs[g.hdr], &g);
@@ -510,21 +511,23 @@ mod tests {
         bad_csum[50] ^= 1;
         let syn = seg4(1100, &[], 0x02);
         let mut w = TunWriter::new(16);
-        let mut batch = w.batch();
-        batch.push(&base);
-        batch.push(&bad_csum);
-        batch.push(&syn);
-        drop(batch);
+        {
+            let mut batch = w.batch();
+            batch.push(&base);
+            batch.push(&bad_csum);
+            batch.push(&syn);
+        }
         assert_eq!(w.groups.len(), 3);
         assert!(!w.groups[1].coalescable && !w.groups[2].coalescable);
         // A bigger segment after a smaller one cannot join (GSO needs equal sizes).
         let small = seg4(1000, &[1; 50], 0x10);
         let big = seg4(1050, &[1; 100], 0x10);
         let mut w = TunWriter::new(16);
-        let mut batch = w.batch();
-        batch.push(&small);
-        batch.push(&big);
-        drop(batch);
+        {
+            let mut batch = w.batch();
+            batch.push(&small);
+            batch.push(&big);
+        }
         assert_eq!(w.groups.len(), 2);
     }
 
