@@ -223,6 +223,8 @@ pub struct ControlSession {
     dead: bool,
     /// Peer traffic counters reported by the shell (reneg-bytes/pkts).
     traffic_base: (u64, u64),
+    /// The last traffic figures the shell reported.
+    last_traffic: (u64, u64),
 }
 
 impl std::fmt::Debug for ControlSession {
@@ -308,6 +310,7 @@ impl ControlSession {
             scratch: Vec::new(),
             dead: false,
             traffic_base: (0, 0),
+            last_traffic: (0, 0),
         })
     }
 
@@ -500,6 +503,7 @@ impl ControlSession {
     /// Traffic of the data channel so far (from the daemon's peer stats), for
     /// `reneg-bytes` / `reneg-pkts`.
     pub fn report_traffic(&mut self, now: Instant, bytes: u64, packets: u64) {
+        self.last_traffic = (bytes, packets);
         let (b0, p0) = self.traffic_base;
         let over_bytes = self
             .cfg
@@ -510,7 +514,6 @@ impl ControlSession {
             .reneg_pkts
             .is_some_and(|lim| packets.saturating_sub(p0) >= lim);
         if (over_bytes || over_pkts) && self.primary.phase == Phase::Generated {
-            self.traffic_base = (bytes, packets);
             if let Err(e) = self.start_renegotiation(now, None) {
                 self.die(e);
             }
@@ -532,6 +535,8 @@ impl ControlSession {
         now: Instant,
         peer_reset: Option<&ControlPacket<'_>>,
     ) -> Result<(), SessionError> {
+        // reneg-bytes/pkts count from the start of every key, however it was triggered.
+        self.traffic_base = self.last_traffic;
         let kid = self.primary.key_id.next();
         let mut ks = KeyState::new(&self.cfg, kid, now)?;
         if let Some(p) = peer_reset {
@@ -709,7 +714,6 @@ impl ControlSession {
         let ks = &mut self.primary;
         ks.phase = Phase::Generated;
         ks.generated_at = Some(now);
-        self.traffic_base = (0, 0);
         self.events.push_back(SessionEvent::InstallKey {
             key_id: ks.key_id.get(),
             key2,

@@ -135,10 +135,22 @@ struct Pair {
 
 impl Pair {
     fn new(wrap: Wrap, ekm: bool, net: Net, reneg_sec: u32) -> Self {
+        Self::with_client(wrap, ekm, net, reneg_sec, |_| {})
+    }
+
+    /// Like `new`, with the client's config adjusted by `f`.
+    fn with_client(
+        wrap: Wrap,
+        ekm: bool,
+        net: Net,
+        reneg_sec: u32,
+        f: impl Fn(&mut SessionConfig),
+    ) -> Self {
         let key = StaticKey::generate().unwrap();
         let now = Instant::now();
-        let mut c =
-            ControlSession::client(config(Role::Client, wrap, &key, reneg_sec), now).unwrap();
+        let mut ccfg = config(Role::Client, wrap, &key, reneg_sec);
+        f(&mut ccfg);
+        let mut c = ControlSession::client(ccfg, now).unwrap();
         // The server is created from the client's first packet, as the shell does.
         let first = c.poll_transmit(now).expect("client reset");
         let skeys = config(Role::Server, wrap, &key, 0);
@@ -385,9 +397,55 @@ fn renegotiation_on_request_and_by_packets() {
         p.cs.keys.len() == 1 && p.ss.keys.len() == 1
     });
     let now = p2.now;
-    p2.c.report_traffic(now, 10, 5); // under no limit configured: nothing happens
+    p2.c.report_traffic(now, 10, 5_000_000); // no limit configured: nothing happens
     p2.step(Duration::from_millis(50));
     assert_eq!(p2.cs.keys.len(), 1);
+
+    // reneg-pkts 1000 and reneg-bytes 1 MB on the client: traffic past either limit
+    // renegotiates once per crossing, counting from the last key.
+    let net = Net {
+        seed: 11,
+        loss: 0,
+        dup: 0,
+        reorder: 0,
+    };
+    let mut p3 = Pair::with_client(Wrap::Crypt, true, net, 0, |c| {
+        c.reneg_pkts = Some(1000);
+        c.reneg_bytes = Some(1_000_000);
+    });
+    p3.run_until(Duration::from_secs(10), Duration::from_millis(50), |p| {
+        p.cs.keys.len() == 1 && p.ss.keys.len() == 1
+    });
+    let now = p3.now;
+    p3.c.report_traffic(now, 5_000, 999);
+    p3.step(Duration::from_millis(50));
+    assert_eq!(p3.cs.keys.len(), 1, "under both limits");
+    let now = p3.now;
+    p3.c.report_traffic(now, 6_000, 1_000);
+    p3.run_until(Duration::from_secs(10), Duration::from_millis(50), |p| {
+        p.cs.keys.len() == 2 && p.ss.keys.len() == 2
+    });
+    let now = p3.now;
+    p3.c.report_traffic(now, 1_006_000, 1_500);
+    p3.run_until(Duration::from_secs(10), Duration::from_millis(50), |p| {
+        p.cs.keys.len() == 3 && p.ss.keys.len() == 3
+    });
+    // Counting restarts at each key: just under the limits since key 2, nothing happens.
+    let now = p3.now;
+    p3.c.report_traffic(now, 1_500_000, 2_400);
+    for _ in 0..20 {
+        p3.step(Duration::from_millis(50));
+    }
+    assert_eq!(
+        p3.cs.keys.len(),
+        3,
+        "renegotiated again without new traffic over the limit"
+    );
+    assert_eq!(p3.cs.keys, p3.ss.keys);
+    assert_eq!(
+        p3.cs.keys.iter().map(|k| k.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
 }
 
 #[test]
