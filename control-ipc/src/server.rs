@@ -48,9 +48,34 @@ use crate::notify::{Notifier, Subscriber};
 use crate::schema::Subscribed;
 use crate::transport::{Listener, PeerCred, Recv, SeqPacket, SocketPerms};
 
-/// The default socket of an interface: `/run/dco/<ifname>.sock`.
+/// The default socket of an interface: `/run/dco/<ifname>.sock`, or
+/// `/run/dco/<netns>/<ifname>.sock` inside a named network namespace (`ip netns`).
+/// Interface names are per namespace and `/run` is not, so two namespaces may each have a
+/// `tun0` without their daemons' sockets colliding; `ovpnctl` run in the same namespace
+/// (`ip netns exec NAME ovpnctl ...`) finds the same path.
 pub fn default_socket_path(ifname: &str) -> PathBuf {
-    PathBuf::from(format!("/run/dco/{ifname}.sock"))
+    match current_netns_name() {
+        Some(ns) => PathBuf::from(format!("/run/dco/{ns}/{ifname}.sock")),
+        None => PathBuf::from(format!("/run/dco/{ifname}.sock")),
+    }
+}
+
+/// The `ip netns` name of this process's network namespace, if it has one.
+fn current_netns_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/self/ns/net").ok()?;
+    for e in std::fs::read_dir("/run/netns").ok()?.flatten() {
+        if let Ok(m) = std::fs::metadata(e.path())
+            && m.ino() == own.ino()
+            && m.dev() == own.dev()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.contains('/') && !name.starts_with('.') {
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 /// Server settings.

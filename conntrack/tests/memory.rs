@@ -1,0 +1,105 @@
+//! Memory per entry, measured with a counting allocator (target: <= 256 bytes),
+//! and no allocation per packet for established flows.
+
+use conntrack::build;
+use conntrack::{Config, Conntrack, PacketCtx, PeerRef, RuleSet, Timestamp};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with layout `l`.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const PEER: PeerRef<'static> = PeerRef::new(1, "alice");
+
+fn put_client(buf: &mut [u8], off: usize, i: u32) {
+    let b = i.to_be_bytes();
+    buf[off] = 10;
+    buf[off + 1..off + 4].copy_from_slice(&b[1..4]);
+}
+
+/// One test so the global counters are not shared with a concurrent test.
+#[test]
+fn memory_per_entry_and_no_allocation_on_established_flows() {
+    let now = Timestamp::from_millis(1000);
+    let mut q = build::udp(
+        "10.0.0.1".parse().unwrap(),
+        "192.0.2.1".parse().unwrap(),
+        40000,
+        9,
+        b"",
+    );
+    let rules =
+        RuleSet::parse("policy drop\nct state established accept\nudp dport 9 accept").unwrap();
+
+    for n in [100_000u32, 1_000_000] {
+        let before = LIVE.load(Ordering::Relaxed);
+        let ct = Conntrack::with_rules(
+            Config {
+                max_entries: n as usize,
+                ..Config::default()
+            },
+            RuleSet::parse("policy drop\nct state established accept\nudp dport 9 accept").unwrap(),
+        )
+        .unwrap();
+        let ctx = PacketCtx::from_peer(PEER, now);
+        for i in 0..n {
+            put_client(&mut q, 12, i);
+            ct.track(&q, &ctx);
+        }
+        assert_eq!(ct.len(), n as usize);
+        let used = (LIVE.load(Ordering::Relaxed) - before) as usize;
+        let per = used / n as usize;
+        let reported = ct.memory_usage();
+        eprintln!(
+            "{n} entries: {used} heap bytes measured = {per} bytes/entry; memory_usage() says {} bytes/entry",
+            reported.per_entry()
+        );
+        assert!(per <= 256, "{per} bytes per entry at {n}");
+        // memory_usage() is honest to within 10%.
+        let diff = (reported.bytes as f64 - used as f64).abs() / used as f64;
+        assert!(
+            diff < 0.10,
+            "reported {} vs measured {used}",
+            reported.bytes
+        );
+
+        // Established flows: tracking allocates nothing.
+        let calls = CALLS.load(Ordering::Relaxed);
+        for i in 0..10_000 {
+            put_client(&mut q, 12, i * 7 % n);
+            ct.track(&q, &ctx);
+        }
+        assert_eq!(
+            CALLS.load(Ordering::Relaxed),
+            calls,
+            "allocation on the established path"
+        );
+    }
+    drop(rules);
+}

@@ -1,0 +1,540 @@
+//! The per-core data path. A worker owns one UDP socket (SO_REUSEPORT) and one TUN queue
+//! (IFF_MULTI_QUEUE) and runs two threads on them:
+//! - the receive thread: recvmmsg (+GRO) → demultiplex → decrypt → replay → ping/exit →
+//!   source check → firewall → to another peer (re-encrypted in place) or to the TUN (GRO
+//!   coalesced writes);
+//! - the send thread: TUN read (TSO super-packets split into segments) → firewall → peer
+//!   selection → encrypt in place → sendmmsg with UDP GSO.
+//!
+//! Buffers are allocated when the thread starts; the loops allocate nothing per packet
+//! (relayed control packets, which leave the fast path, are copied into a message).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crypto::{DATA_V2_OVERHEAD, DataError, PacketClass, Plaintext, classify, classify_plaintext};
+use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
+
+use crate::core::Shared;
+use crate::events::{DelReason, Event, RateLimit};
+use crate::filter::{Direction, FilterCtx, REPLY_BUF, Verdict};
+use crate::ip;
+use crate::peer::Peer;
+use crate::stats::{Ctr, Dropped, ThreadCounters};
+use crate::table::{IfMode, PeerTable};
+use crate::udp::{RxBatch, TxBatch, TxQueue, UdpSocket};
+
+/// Datagrams per recvmmsg (each may be a 64 KiB GRO super-datagram).
+const RX_BATCH: usize = 16;
+/// Packets per TUN batch.
+const TUN_BATCH: usize = 128;
+/// Room in front of a TUN packet: our header (24 bytes) covers the virtio header (10-12).
+const HEADROOM: usize = DATA_V2_OVERHEAD;
+/// A TUN packet buffer: MTU-sized packets, or a GRO-coalesced one up to 64 KiB.
+const TUN_BUF: usize = 65_536 + HEADROOM;
+/// Largest inner packet we send or accept.
+const MAX_INNER: usize = 65_535;
+
+/// One worker's I/O handles.
+#[derive(Clone)]
+pub struct WorkerIo {
+    pub index: usize,
+    pub sock: Arc<UdpSocket>,
+    pub tun: Arc<SyncDevice>,
+}
+
+/// The receive thread's state.
+pub struct RxThread {
+    shared: Arc<Shared>,
+    io: WorkerIo,
+    slot: usize,
+    rx: RxBatch,
+    txq: TxQueue,
+    tun_bufs: Vec<Vec<u8>>,
+    gro: GROTable,
+    relay: RateLimit,
+    reply: Vec<u8>,
+    reject_q: TxQueue,
+}
+
+impl RxThread {
+    pub fn new(shared: Arc<Shared>, io: WorkerIo, slot: usize) -> Self {
+        let relay = RateLimit::new(shared.config.relay_rate, shared.config.relay_burst);
+        Self {
+            shared,
+            io,
+            slot,
+            rx: RxBatch::new(RX_BATCH),
+            txq: TxQueue::new(RX_BATCH * 64),
+            tun_bufs: (0..TUN_BATCH)
+                .map(|_| Vec::with_capacity(TUN_BUF))
+                .collect(),
+            gro: GROTable::default(),
+            relay,
+            reply: vec![0u8; DATA_V2_OVERHEAD + REPLY_BUF],
+            reject_q: TxQueue::new(1),
+        }
+    }
+
+    pub fn run(mut self) {
+        while !self.shared.shutdown.load(Ordering::Relaxed) {
+            match self.rx.recv(&self.io.sock) {
+                Ok(0) => continue,
+                Ok(_) => self.process_batch(),
+                Err(e) => {
+                    tracing::warn!(worker = self.io.index, "UDP receive failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    fn process_batch(&mut self) {
+        let Self {
+            shared,
+            io,
+            slot,
+            rx,
+            txq,
+            tun_bufs,
+            gro,
+            relay,
+            reply,
+            reject_q,
+        } = self;
+        let now = shared.now_ms();
+        let table = shared.table.load();
+        let ctr = shared.counters.slot(*slot);
+        let mut tx = txq.batch();
+        let mut tun_n = 0usize;
+        let mut ctx = RxCtx {
+            shared,
+            table: &table,
+            ctr,
+            slot: *slot,
+            now,
+            relay,
+            reply,
+            reject_q,
+            sock: &io.sock,
+        };
+        for (meta, data) in rx.datagrams_mut() {
+            let Some(src) = meta.src else { continue };
+            let seg = meta.segment.max(1);
+            for pkt in data.chunks_mut(seg) {
+                ctr.add(Ctr::TransportBytesRecv, pkt.len() as u64);
+                match ctx.packet(pkt, src, meta.dst_ip) {
+                    RxAction::None => {}
+                    RxAction::Tun(range) => {
+                        let b = &mut tun_bufs[tun_n];
+                        b.clear();
+                        b.resize(HEADROOM, 0);
+                        b.extend_from_slice(&pkt[range]);
+                        tun_n += 1;
+                        if tun_n == TUN_BATCH {
+                            write_tun(&io.tun, gro, &mut tun_bufs[..tun_n], ctr);
+                            tun_n = 0;
+                        }
+                    }
+                    RxAction::Udp(dst, local, len) => {
+                        if tx.is_full() {
+                            flush_udp(&mut tx, &io.sock, ctr);
+                        }
+                        tx.push(dst, local, &pkt[..len]);
+                    }
+                }
+            }
+        }
+        if tun_n > 0 {
+            write_tun(&io.tun, gro, &mut tun_bufs[..tun_n], ctr);
+        }
+        if !tx.is_empty() {
+            flush_udp(&mut tx, &io.sock, ctr);
+        }
+    }
+}
+
+fn write_tun(tun: &SyncDevice, gro: &mut GROTable, bufs: &mut [Vec<u8>], ctr: &ThreadCounters) {
+    if let Err(e) = tun.send_multiple(gro, bufs, HEADROOM) {
+        ctr.drop(Dropped::TunWrite);
+        tracing::debug!("TUN write failed: {e}");
+    }
+}
+
+fn flush_udp(tx: &mut TxBatch<'_, '_>, sock: &UdpSocket, ctr: &ThreadCounters) {
+    match tx.flush(sock) {
+        Ok(rep) => {
+            ctr.add(Ctr::SentData, rep.datagrams as u64);
+            ctr.add(Ctr::TransportBytesSent, rep.bytes as u64);
+            if rep.errors > 0 {
+                for _ in 0..rep.errors {
+                    ctr.drop(Dropped::UdpSend);
+                    ctr.add(Ctr::LostDataOut, 1);
+                }
+                if let Some(e) = &rep.last_error {
+                    tracing::debug!(datagrams = rep.errors, "UDP send failed: {e}");
+                }
+            }
+        }
+        Err(e) => {
+            ctr.drop(Dropped::UdpSend);
+            tracing::debug!("UDP send failed: {e}");
+        }
+    }
+}
+
+enum RxAction {
+    None,
+    /// Plaintext at this range goes to the TUN.
+    Tun(std::ops::Range<usize>),
+    /// The packet was re-encrypted in place for another peer: send `len` bytes.
+    Udp(SocketAddr, Option<IpAddr>, usize),
+}
+
+struct RxCtx<'a> {
+    shared: &'a Shared,
+    table: &'a PeerTable,
+    ctr: &'a ThreadCounters,
+    slot: usize,
+    now: u64,
+    relay: &'a mut RateLimit,
+    reply: &'a mut Vec<u8>,
+    reject_q: &'a mut TxQueue,
+    sock: &'a UdpSocket,
+}
+
+impl RxCtx<'_> {
+    #[inline]
+    fn packet(&mut self, pkt: &mut [u8], src: SocketAddr, dst_ip: Option<IpAddr>) -> RxAction {
+        let PacketClass::DataV2 { peer_id, key_id } = classify(pkt) else {
+            self.relay(pkt, src, dst_ip);
+            return RxAction::None;
+        };
+        let Some(peer) = self.table.peer(peer_id.get()) else {
+            // Not ours (yet): the control process decides (if_ovpn passes it up too).
+            self.relay(pkt, src, dst_ip);
+            return RxAction::None;
+        };
+        let keys = peer.keys.load();
+        let Some(key) = keys.for_rx(key_id) else {
+            self.ctr.drop(Dropped::NoKey);
+            self.ctr.add(Ctr::LostDataIn, 1);
+            return RxAction::None;
+        };
+        let opened = match key.dec.open(pkt) {
+            Ok(o) => o,
+            Err(e) => {
+                self.ctr.crypto_drop(e.reason());
+                self.ctr.add(Ctr::LostDataIn, 1);
+                return RxAction::None;
+            }
+        };
+        self.ctr.add(Ctr::RecvData, 1);
+        peer.touch_rx(self.now);
+        let ep = peer.endpoint();
+        if ep.remote != src {
+            self.float(peer, src, dst_ip);
+        }
+        let payload = opened.payload;
+        let plen = payload.len();
+        peer.counters.add_in(self.slot, 1, plen as u64);
+        match classify_plaintext(&pkt[payload.clone()]) {
+            Plaintext::Ping => return RxAction::None,
+            Plaintext::OccExit => {
+                self.shared
+                    .delete_peer_from_datapath(peer.id.get(), DelReason::Exit);
+                return RxAction::None;
+            }
+            Plaintext::Occ(_) => {
+                self.ctr.drop(Dropped::Occ);
+                return RxAction::None;
+            }
+            Plaintext::Other => {
+                self.ctr.drop(Dropped::NotIp);
+                return RxAction::None;
+            }
+            Plaintext::Ipv4 | Plaintext::Ipv6 => {}
+        }
+        let inner = &pkt[payload.clone()];
+        let Some((isrc, idst)) = ip::addrs(inner) else {
+            self.ctr.drop(Dropped::BadIpHeader);
+            return RxAction::None;
+        };
+        // A server checks that a client only sends from its own addresses; a client
+        // accepts whatever its server routes to it, as OpenVPN does.
+        if self.table.mode() == IfMode::Multipoint && !peer.allows_source(isrc) {
+            self.ctr.drop(Dropped::BadSource);
+            return RxAction::None;
+        }
+        // Trim link padding beyond the IP header's own length.
+        let payload = payload.start..payload.start + ip::declared_len(inner);
+        crate::mss::clamp(
+            &mut pkt[payload.clone()],
+            self.shared.config.mssfix,
+            src.is_ipv6(),
+        );
+        let to_peer = if self.shared.client_to_client.load(Ordering::Relaxed) {
+            self.table.route(idst).filter(|p| p.id != peer.id)
+        } else {
+            None
+        };
+        let fctx = FilterCtx {
+            dir: if to_peer.is_some() {
+                Direction::BetweenPeers
+            } else {
+                Direction::FromPeer
+            },
+            peer: (peer.id.get(), &peer.common_name),
+            to: to_peer.map(|p| (p.id.get(), p.common_name.as_str())),
+            now_ms: self.now,
+        };
+        let verdict = self.shared.filter().check(
+            &pkt[payload.clone()],
+            &fctx,
+            &mut self.reply[DATA_V2_OVERHEAD..],
+        );
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Drop => {
+                self.ctr.drop(Dropped::Firewall);
+                return RxAction::None;
+            }
+            Verdict::Reject(n) => {
+                // The reply (TCP RST / ICMP unreachable) goes back through the tunnel to the
+                // peer that sent the packet.
+                self.ctr.drop(Dropped::Firewall);
+                if let Some(wire) = seal_for(peer, self.reply, n, self.shared, self.ctr) {
+                    let ep = peer.endpoint();
+                    let mut b = self.reject_q.batch();
+                    b.push(ep.remote, ep.local, &self.reply[..wire]);
+                    flush_udp(&mut b, self.sock, self.ctr);
+                }
+                return RxAction::None;
+            }
+        }
+        self.ctr.add(Ctr::TunnelBytesRecv, payload.len() as u64);
+        let Some(dest) = to_peer else {
+            return RxAction::Tun(payload);
+        };
+        // Client-to-client: the plaintext already sits behind 24 bytes of headroom (the old
+        // header and tag), so it is re-sealed in place for the destination peer.
+        let len = payload.len();
+        if payload.start != DATA_V2_OVERHEAD {
+            pkt.copy_within(payload.clone(), DATA_V2_OVERHEAD);
+        }
+        match seal_for(dest, pkt, len, self.shared, self.ctr) {
+            Some(wire) => {
+                dest.counters.add_out(self.slot, 1, len as u64);
+                dest.touch_tx(self.now);
+                self.ctr.add(Ctr::TunnelBytesSent, len as u64);
+                let ep = dest.endpoint();
+                RxAction::Udp(ep.remote, ep.local, wire)
+            }
+            None => RxAction::None,
+        }
+    }
+
+    fn float(&mut self, peer: &Peer, src: SocketAddr, dst_ip: Option<IpAddr>) {
+        let local = dst_ip.or(peer.endpoint().local);
+        peer.set_endpoint(crate::peer::Endpoint { remote: src, local });
+        tracing::info!(peer = peer.id.get(), %src, "peer floated");
+        self.shared.sink.emit(Event::Float {
+            peer_id: peer.id.get(),
+            remote: src,
+            local,
+        });
+    }
+
+    fn relay(&mut self, pkt: &[u8], src: SocketAddr, dst_ip: Option<IpAddr>) {
+        self.ctr.add(Ctr::RecvCtrl, 1);
+        if !self.shared.sink.has_control_listener() {
+            self.ctr.drop(Dropped::RelayNoListener);
+            self.ctr.add(Ctr::LostCtrlIn, 1);
+            return;
+        }
+        if !self.relay.allow(self.now) {
+            self.ctr.drop(Dropped::RelayRate);
+            self.ctr.add(Ctr::LostCtrlIn, 1);
+            return;
+        }
+        let local = dst_ip.map(|ip| SocketAddr::new(ip, self.sock.local_addr().port()));
+        let ev = Event::ControlPacket {
+            remote: src,
+            local,
+            data: pkt.to_vec(),
+        };
+        if !self.shared.sink.emit(ev) {
+            self.ctr.drop(Dropped::RelayFull);
+            self.ctr.add(Ctr::LostCtrlIn, 1);
+        }
+    }
+}
+
+/// Seals `buf[24..24+len]` for `peer` with its primary key; returns the wire length.
+#[inline]
+fn seal_for(
+    peer: &Peer,
+    buf: &mut [u8],
+    len: usize,
+    shared: &Shared,
+    ctr: &ThreadCounters,
+) -> Option<usize> {
+    let keys = peer.keys.load();
+    let Some(key) = keys.for_tx() else {
+        ctr.drop(Dropped::NoKey);
+        ctr.add(Ctr::LostDataOut, 1);
+        return None;
+    };
+    match key.enc.seal_v2(peer.id, buf, len) {
+        Ok(s) => {
+            if s.rotate_now && !key.rotate_notified.swap(true, Ordering::Relaxed) {
+                shared.sink.emit(Event::RotateKey {
+                    peer_id: peer.id.get(),
+                    key_id: key.key_id.get(),
+                });
+            }
+            Some(s.len)
+        }
+        Err(DataError::PacketIdExhausted) => {
+            ctr.drop(Dropped::KeyExhausted);
+            ctr.add(Ctr::LostDataOut, 1);
+            None
+        }
+        Err(e) => {
+            ctr.crypto_drop(e.reason());
+            ctr.add(Ctr::LostDataOut, 1);
+            None
+        }
+    }
+}
+
+/// The send thread's state.
+pub struct TxThread {
+    shared: Arc<Shared>,
+    io: WorkerIo,
+    slot: usize,
+    orig: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    txq: TxQueue,
+    reply: Vec<u8>,
+    reject_buf: Vec<Vec<u8>>,
+    gro: GROTable,
+}
+
+impl TxThread {
+    pub fn new(shared: Arc<Shared>, io: WorkerIo, slot: usize) -> Self {
+        Self {
+            shared,
+            io,
+            slot,
+            orig: vec![0u8; VIRTIO_NET_HDR_LEN + MAX_INNER],
+            bufs: (0..TUN_BATCH).map(|_| vec![0u8; HEADROOM + 2048]).collect(),
+            sizes: vec![0; TUN_BATCH],
+            txq: TxQueue::new(TUN_BATCH),
+            reply: vec![0u8; REPLY_BUF],
+            reject_buf: vec![Vec::with_capacity(HEADROOM + REPLY_BUF)],
+            gro: GROTable::default(),
+        }
+    }
+
+    pub fn run(mut self) {
+        if let Err(e) = self.io.tun.set_nonblocking(true) {
+            tracing::error!("TUN queue cannot be non-blocking: {e}");
+            return;
+        }
+        while !self.shared.shutdown.load(Ordering::Relaxed) {
+            match self.io.tun.recv_multiple(
+                &mut self.orig,
+                &mut self.bufs,
+                &mut self.sizes,
+                HEADROOM,
+            ) {
+                Ok(n) => self.process(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait_readable(self.io.tun.as_raw_fd(), 200)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.shared.counters.slot(self.slot).drop(Dropped::Oversize);
+                    tracing::debug!("TUN read failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, n: usize) {
+        let now = self.shared.now_ms();
+        let table = self.shared.table.load();
+        let ctr = self.shared.counters.slot(self.slot);
+        let filter = self.shared.filter();
+        let mut tx = self.txq.batch();
+        for (buf, &size) in self.bufs.iter_mut().zip(self.sizes.iter()).take(n) {
+            let inner = &buf[HEADROOM..HEADROOM + size];
+            let Some((_, dst)) = ip::addrs(inner) else {
+                ctr.drop(Dropped::BadIpHeader);
+                continue;
+            };
+            let Some(peer) = table.route(dst) else {
+                ctr.drop(Dropped::NoRoute);
+                ctr.add(Ctr::LostDataOut, 1);
+                continue;
+            };
+            let fctx = FilterCtx {
+                dir: Direction::ToPeer,
+                peer: (peer.id.get(), &peer.common_name),
+                to: None,
+                now_ms: now,
+            };
+            match filter.check(inner, &fctx, &mut self.reply) {
+                Verdict::Accept => {}
+                Verdict::Drop => {
+                    ctr.drop(Dropped::Firewall);
+                    continue;
+                }
+                Verdict::Reject(n) => {
+                    // The reply goes back to the host that sent the packet, through the TUN.
+                    ctr.drop(Dropped::Firewall);
+                    let b = &mut self.reject_buf[0];
+                    b.clear();
+                    b.resize(HEADROOM, 0);
+                    b.extend_from_slice(&self.reply[..n]);
+                    write_tun(&self.io.tun, &mut self.gro, &mut self.reject_buf, ctr);
+                    continue;
+                }
+            }
+            let ep = peer.endpoint();
+            crate::mss::clamp(
+                &mut buf[HEADROOM..HEADROOM + size],
+                self.shared.config.mssfix,
+                ep.remote.is_ipv6(),
+            );
+            let Some(len) = seal_for(peer, buf, size, &self.shared, ctr) else {
+                continue;
+            };
+            peer.counters.add_out(self.slot, 1, size as u64);
+            peer.touch_tx(now);
+            ctr.add(Ctr::TunnelBytesSent, size as u64);
+            tx.push(ep.remote, ep.local, &buf[..len]);
+        }
+        if !tx.is_empty() {
+            flush_udp(&mut tx, &self.io.sock, ctr);
+        }
+    }
+}
+
+/// Blocks until `fd` is readable or `timeout_ms` passes.
+pub fn wait_readable(fd: i32, timeout_ms: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe {
+        libc::poll(&mut p, 1, timeout_ms);
+    }
+}

@@ -1,0 +1,161 @@
+//! The stateful firewall in the data path with stock OpenVPN 2.6 clients: a rule lets
+//! client1 reach one TCP port of client2 and nothing else; it holds in both directions,
+//! replies of allowed connections pass, rejected connections get a RST back through the
+//! tunnel, and the tracked flows are listed over the IPC (`ovpnctl ct list`).
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, ensure};
+use control_ipc::Client;
+use e2e::*;
+
+const START: Duration = Duration::from_secs(40);
+
+const RULES: &str = r#"
+policy drop
+ct state established,related accept
+ct state invalid drop
+# Peers may reach the server's host, and the host the peers.
+from-peer to-host accept
+from-host accept
+# client1 may open TCP 7000 on client2; every other TCP between peers is refused.
+between-peers from-peer cn "client1" to-peer cn "client2" tcp dport 7000 accept
+between-peers meta l4proto tcp reject
+"#;
+
+fn connect(ns: &Netns, to: SocketAddr) -> Result<std::io::Result<()>> {
+    ns.in_ns(move || Ok(TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(|_| ())))
+}
+
+#[test]
+fn one_tcp_port_between_two_clients() -> Result<()> {
+    if !(require_root() && require_tools(&["openvpn", "ping"]) && require_ours()) {
+        return Ok(());
+    }
+    let server_ns = Netns::new("fwl")?;
+    let work = TempDir::new("fwl")?;
+    let pki = Pki::new("fwl", KeyAlgo::EcP256)?;
+    let rules = work.path().join("rules.fw");
+    std::fs::write(&rules, RULES)?;
+    let scfg = OvpnConfig::server(&pki)
+        .tls_crypt(&pki)
+        .dev("fwls")
+        .extra("dev-type tun")
+        .extra("client-to-client")
+        .extra(&format!("firewall {}", rules.display()))
+        .ccd("client1", &["ifconfig-push 10.8.0.11 255.255.255.0"])
+        .ccd("client2", &["ifconfig-push 10.8.0.12 255.255.255.0"]);
+    let server = Ours::start(&server_ns, &scfg, work.path(), "server", START)?;
+    let mut nss = Vec::new();
+    let mut procs = Vec::new();
+    let mut links = Vec::new();
+    for i in 0..2 {
+        let ns = Netns::new("fwl")?;
+        links.push(VethPair::new(&server_ns, &ns, &VethConfig::default())?);
+        let cn = format!("client{}", i + 1);
+        let cfg = OvpnConfig::client(&pki, &cn, links[i].a_addr(false))?
+            .tls_crypt(&pki)
+            .dev(&format!("fwl{i}"))
+            .extra("dev-type tun");
+        procs.push(
+            StockOpenvpn::start(&ns, &cfg, work.path(), &cn, START)
+                .map_err(|e| anyhow!("{e}\n{}", server.log()))?,
+        );
+        nss.push(ns);
+    }
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let fail = |e: anyhow::Error| anyhow!("{e}\n--- server log ---\n{}", server.log());
+    // Host traffic is allowed.
+    ping(&nss[0], ip("10.8.0.1"), &PingOpts::count(2))?
+        .expect_success()
+        .map_err(fail)?;
+    // client1 -> client2:7000 works both ways (the replies pass), bytes checked.
+    bulk_tcp_transfer(
+        &nss[0],
+        &nss[1],
+        ip("10.8.0.12"),
+        &BulkOpts {
+            bytes: 1 << 20,
+            port: 7000,
+            ..Default::default()
+        },
+    )
+    .map_err(fail)?;
+    // Any other port is refused with a RST sent back through the tunnel.
+    let listener = nss[1].spawn_thread(|| -> Result<()> {
+        let l = std::net::TcpListener::bind("0.0.0.0:7001")?;
+        l.set_nonblocking(true)?;
+        std::thread::sleep(Duration::from_secs(4));
+        ensure!(l.accept().is_err(), "a connection to port 7001 got through");
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    let r = connect(&nss[0], SocketAddr::new(ip("10.8.0.12"), 7001))?;
+    ensure!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "client1 -> client2:7001 should be refused by a RST, got {r:?}"
+    );
+    listener
+        .join()
+        .map_err(|_| anyhow!("listener panicked"))??;
+    // The rule is one-way: client2 may not open client1's port 7000.
+    let back = nss[0].spawn_thread(|| -> Result<()> {
+        let l = std::net::TcpListener::bind("0.0.0.0:7000")?;
+        l.set_nonblocking(true)?;
+        std::thread::sleep(Duration::from_secs(4));
+        ensure!(l.accept().is_err(), "client2 reached client1:7000");
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    let r = connect(&nss[1], SocketAddr::new(ip("10.8.0.11"), 7000))?;
+    ensure!(r.is_err(), "client2 -> client1:7000 must fail, got {r:?}");
+    back.join().map_err(|_| anyhow!("listener panicked"))??;
+    // ICMP between peers falls to the drop policy.
+    ping(
+        &nss[0],
+        ip("10.8.0.12"),
+        &PingOpts {
+            count: 2,
+            wait: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )?
+    .expect_failure()
+    .map_err(fail)?;
+
+    // The flows are tracked and listed; the rule counters moved.
+    let path = PathBuf::from(format!("/run/dco/{}/fwls.sock", server_ns.name()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (entries, rules) = rt.block_on(async {
+        let c = Client::connect(&path).await?;
+        Ok::<_, anyhow::Error>((c.ct_list_all(None).await?, c.fw_list().await?))
+    })?;
+    ensure!(
+        entries
+            .iter()
+            .any(|e| e.proto == 6 && e.orig.dport == Some(7000) && e.orig.dst == ip("10.8.0.12")),
+        "no tracked TCP flow to 10.8.0.12:7000: {entries:#?}"
+    );
+    let allow = rules
+        .rules
+        .iter()
+        .find(|r| r.text.contains("dport 7000"))
+        .ok_or_else(|| anyhow!("{rules:?}"))?;
+    ensure!(allow.packets >= 1, "allow rule never matched: {rules:?}");
+    let reject = rules
+        .rules
+        .iter()
+        .find(|r| r.text.contains("reject"))
+        .ok_or_else(|| anyhow!("{rules:?}"))?;
+    ensure!(
+        reject.packets >= 2,
+        "reject rule counted {}: {rules:?}",
+        reject.packets
+    );
+    drop(procs);
+    Ok(())
+}
