@@ -105,7 +105,7 @@ fn no_daemon_gives_one_line() {
         .unwrap();
     let e = String::from_utf8(o.stderr).unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(e.contains("/run/dco/ipcnone0.sock"), "{e}");
+    assert!(e.contains("ipcnone0.sock"), "{e}");
 }
 
 #[test]
