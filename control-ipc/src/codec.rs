@@ -249,6 +249,61 @@ pub struct EncodeError {
     pub key: String,
 }
 
+/// Finds a repeated name without allocating for the usual small lists.
+struct DupCheck<'a> {
+    ignore_case: bool,
+    names: Vec<&'a str>,
+    set: Option<HashSet<std::borrow::Cow<'a, str>>>,
+}
+
+impl<'a> DupCheck<'a> {
+    fn new(ignore_case: bool) -> Self {
+        DupCheck {
+            ignore_case,
+            names: Vec::new(),
+            set: None,
+        }
+    }
+
+    /// Records `name`; false if it was already there.
+    fn insert(&mut self, name: &'a str) -> bool {
+        const LINEAR: usize = 16;
+        if let Some(set) = &mut self.set {
+            let k = if self.ignore_case {
+                std::borrow::Cow::Owned(name.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(name)
+            };
+            return set.insert(k);
+        }
+        let dup = if self.ignore_case {
+            self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+        } else {
+            self.names.contains(&name)
+        };
+        if dup {
+            return false;
+        }
+        self.names.push(name);
+        if self.names.len() > LINEAR {
+            let ic = self.ignore_case;
+            self.set = Some(
+                self.names
+                    .drain(..)
+                    .map(|n| {
+                        if ic {
+                            std::borrow::Cow::Owned(n.to_ascii_lowercase())
+                        } else {
+                            std::borrow::Cow::Borrowed(n)
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        true
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Encoding
 
@@ -285,15 +340,14 @@ pub fn encode_with_order(nvl: &Nvlist, order: ByteOrder) -> Result<Vec<u8>, Enco
 }
 
 /// Checks what libnv would refuse to build and counts descriptors.
-fn validate_list(nvl: &Nvlist, path: &mut Vec<String>) -> Result<usize, EncodeError> {
-    let err = |kind, path: &Vec<String>, name: &str| EncodeError {
+fn validate_list<'a>(nvl: &'a Nvlist, path: &mut Vec<Seg<'a>>) -> Result<usize, EncodeError> {
+    let err = |kind, path: &Vec<Seg<'_>>, name: &str| EncodeError {
         kind,
-        key: join_path(path, name),
+        key: path_string(path, Some(name)),
     };
     let mut descs = 0usize;
     let unique = nvl.flags() & wire::FLAG_NO_UNIQUE == 0;
-    let ignore_case = nvl.flags() & wire::FLAG_IGNORE_CASE != 0;
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen = DupCheck::new(nvl.flags() & wire::FLAG_IGNORE_CASE != 0);
     for (name, value) in nvl.iter() {
         if name.len() + 1 > wire::NV_NAME_MAX {
             return Err(err(
@@ -305,15 +359,8 @@ fn validate_list(nvl: &Nvlist, path: &mut Vec<String>) -> Result<usize, EncodeEr
         if name.as_bytes().contains(&0) {
             return Err(err(EncodeErrorKind::NameHasNul, path, name));
         }
-        if unique {
-            let k = if ignore_case {
-                name.to_ascii_lowercase()
-            } else {
-                name.to_owned()
-            };
-            if !seen.insert(k) {
-                return Err(err(EncodeErrorKind::DuplicateKey, path, name));
-            }
+        if unique && !seen.insert(name) {
+            return Err(err(EncodeErrorKind::DuplicateKey, path, name));
         }
         match value {
             Value::String(s) if s.as_bytes().contains(&0) => {
@@ -343,13 +390,13 @@ fn validate_list(nvl: &Nvlist, path: &mut Vec<String>) -> Result<usize, EncodeEr
             Value::Descriptor(_) => descs += 1,
             Value::DescriptorArray(a) => descs += a.len(),
             Value::Nvlist(child) => {
-                path.push(name.to_owned());
+                path.push(Seg::Name(name));
                 descs += validate_list(child, path)?;
                 path.pop();
             }
             Value::NvlistArray(elems) => {
                 for (i, e) in elems.iter().enumerate() {
-                    path.push(format!("{name}[{i}]"));
+                    path.push(Seg::Elem(name, i));
                     descs += validate_list(e, path)?;
                     path.pop();
                 }
@@ -512,14 +559,34 @@ impl Encoder {
     }
 }
 
-fn join_path(path: &[String], name: &str) -> String {
-    let mut s = String::new();
-    for p in path {
-        s.push_str(p);
-        s.push('.');
+/// One step of the path to a list, borrowed (built into a string only for errors).
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Name(&'a str),
+    Elem(&'a str, usize),
+}
+
+fn path_string(path: &[Seg<'_>], name: Option<&str>) -> String {
+    let mut key = String::new();
+    for seg in path {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        match seg {
+            Seg::Name(n) => key.push_str(n),
+            Seg::Elem(n, i) => {
+                key.push_str(n);
+                key.push_str(&format!("[{i}]"));
+            }
+        }
     }
-    s.push_str(name);
-    s
+    if let Some(n) = name {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.push_str(n);
+    }
+    key
 }
 
 // ---------------------------------------------------------------------------------------
@@ -570,7 +637,7 @@ struct Reader<'a> {
     limits: &'a Limits,
     nfds: usize,
     pairs: usize,
-    path: Vec<String>,
+    path: Vec<Seg<'a>>,
 }
 
 struct PairHeader {
@@ -581,10 +648,7 @@ struct PairHeader {
 
 impl<'a> Reader<'a> {
     fn err(&self, kind: DecodeErrorKind, name: Option<&str>) -> DecodeError {
-        let key = match name {
-            Some(n) => join_path(&self.path, n),
-            None => self.path.join("."),
-        };
+        let key = path_string(&self.path, name);
         DecodeError {
             kind,
             key,
@@ -728,8 +792,7 @@ impl<'a> Reader<'a> {
     fn list(&mut self, flags: u8, end: End, depth: usize) -> Result<Nvlist, DecodeError> {
         let mut nvl = Nvlist::with_flags(flags);
         let unique = flags & wire::FLAG_NO_UNIQUE == 0;
-        let ignore_case = flags & wire::FLAG_IGNORE_CASE != 0;
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen = DupCheck::new(flags & wire::FLAG_IGNORE_CASE != 0);
         loop {
             if self.remaining() == 0 {
                 if end == End::Root {
@@ -770,17 +833,10 @@ impl<'a> Reader<'a> {
                     Some(name),
                 ));
             }
-            if unique {
-                let k = if ignore_case {
-                    name.to_ascii_lowercase()
-                } else {
-                    name.to_owned()
-                };
-                if !seen.insert(k) {
-                    let mut e = self.err(DecodeErrorKind::DuplicateKey, Some(name));
-                    e.offset = start;
-                    return Err(e);
-                }
+            if unique && !seen.insert(name) {
+                let mut e = self.err(DecodeErrorKind::DuplicateKey, Some(name));
+                e.offset = start;
+                return Err(e);
             }
             let value = self.value(&h, name, depth)?;
             nvl.push(name, value);
@@ -824,7 +880,7 @@ impl<'a> Reader<'a> {
         Ok(idx)
     }
 
-    fn value(&mut self, h: &PairHeader, name: &str, depth: usize) -> Result<Value, DecodeError> {
+    fn value(&mut self, h: &PairHeader, name: &'a str, depth: usize) -> Result<Value, DecodeError> {
         let n = Some(name);
         Ok(match h.code {
             ty::NULL => {
@@ -903,7 +959,7 @@ impl<'a> Reader<'a> {
             ty::NVLIST => {
                 self.expect(h.datasize > 0, "nvlist datasize is 0", name)?;
                 self.descend(depth, name)?;
-                self.path.push(name.to_owned());
+                self.path.push(Seg::Name(name));
                 let flags = self.list_header(true)?;
                 let child = self.list(flags, End::Nested, depth + 1)?;
                 self.path.pop();
@@ -926,7 +982,7 @@ impl<'a> Reader<'a> {
                 self.descend(depth, name)?;
                 let mut elems = Vec::with_capacity(len.min(1024));
                 for i in 0..len {
-                    self.path.push(format!("{name}[{i}]"));
+                    self.path.push(Seg::Elem(name, i));
                     let flags = self.list_header(true)?;
                     elems.push(self.list(flags, End::Element, depth + 1)?);
                     self.path.pop();

@@ -105,6 +105,14 @@ impl MockDaemon {
         *self.notifier.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
     }
 
+    /// The notifier given with [`MockDaemon::set_notifier`].
+    pub fn notifier(&self) -> Option<Notifier> {
+        self.notifier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The state, for inspection and seeding.
     pub fn state(&self) -> MutexGuard<'_, MockState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -187,7 +187,9 @@ impl SeqPacket {
                 Ok(Recv::Message(buf))
             });
             match r {
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(Recv::Eof),
+                // The peer closed with our message unread: the kernel reports that once,
+                // before the messages it sent us. Read on to get them, then the EOF.
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ECONNRESET) => continue,
                 Ok(res) => return res,
                 Err(_would_block) => continue,
             }

@@ -266,6 +266,10 @@ fn every_request_round_trips() {
     for (i, req) in reqs.into_iter().enumerate() {
         let id = 1000 + i as u64;
         let b = encode_request(id, &req).unwrap();
+        // `DCO_IPC_FUZZ_SEEDS=dir` also writes each request there as a fuzzing seed.
+        if let Ok(dir) = std::env::var("DCO_IPC_FUZZ_SEEDS") {
+            std::fs::write(format!("{dir}/request-{i}"), &b).unwrap();
+        }
         let (got_id, back) = decode_request(&b, &Limits::default()).unwrap();
         assert_eq!((got_id, &back), (id, &req));
     }
