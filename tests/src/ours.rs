@@ -19,20 +19,30 @@ pub fn bin_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let mtime = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let rel = mtime(target.join("release/dco-control"));
-    let dbg = mtime(target.join("debug/dco-control"));
-    match (rel, dbg) {
-        (Some(r), Some(d)) if r >= d => target.join("release"),
-        (Some(_), None) => target.join("release"),
-        _ => target.join("debug"),
+    // The newest build that has all three binaries.
+    let complete = |d: &Path| {
+        ["dco-control", "dco-daemon", "ovpnctl"]
+            .iter()
+            .all(|b| d.join(b).exists())
+    };
+    let mtime = |d: &Path| {
+        std::fs::metadata(d.join("dco-control"))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let (rel, dbg) = (target.join("release"), target.join("debug"));
+    match (complete(&rel), complete(&dbg)) {
+        (true, true) if mtime(&rel) >= mtime(&dbg) => rel,
+        (true, false) => rel,
+        _ => dbg,
     }
 }
 
 /// Whether our binaries are built; prints a loud SKIP otherwise.
 pub fn require_ours() -> bool {
+    // dco-control and dco-daemon are started by the tests; ovpnctl inspects them.
     let d = bin_dir();
-    for b in ["dco-control", "dco-daemon"] {
+    for b in ["dco-control", "dco-daemon", "ovpnctl"] {
         if !d.join(b).exists() {
             eprintln!(
                 "SKIP: {} is not built (cargo build -p dco-control -p dco-daemon, or set DCO_BIN_DIR)",

@@ -89,6 +89,19 @@ fn keepalive_timeout_deletes_a_silent_peer_and_notifies() -> Result<()> {
     let s = setup("dko", &["keepalive 1 3"])?;
     ping(&s.client_ns, "10.8.0.1".parse()?, &PingOpts::count(2))?.expect_success()?;
     let path = socket(&s.server_ns, &s.dev);
+    // The operator's view: `ovpnctl watch` in the server's namespace (default socket path).
+    let ovpnctl = bin_dir().join("ovpnctl");
+    let dev = s.dev.clone();
+    let watch = s
+        .server_ns
+        .spawn_thread(move || -> Result<std::process::Output> {
+            let mut cmd = std::process::Command::new("timeout");
+            cmd.args(["25"]).arg(&ovpnctl).args([
+                "--ifname", &dev, "watch", "--type", "del-peer", "--count", "1",
+            ]);
+            Ok(cmd.output()?)
+        })?;
+    std::thread::sleep(Duration::from_millis(500));
     let rt = rt();
     let note = rt.block_on(async {
         let client = Client::connect(&path)
@@ -111,6 +124,16 @@ fn keepalive_timeout_deletes_a_silent_peer_and_notifies() -> Result<()> {
         );
         Ok::<_, anyhow::Error>(n)
     })?;
+    let out = watch
+        .join()
+        .map_err(|_| anyhow!("watch thread panicked"))??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("DEL_PEER peer 0"),
+        "ovpnctl watch did not show the DEL_PEER: status {:?}\nstdout: {text}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     match note {
         Some(Notification::DelPeer(d)) => {
             ensure!(d.peerid == 0, "{d:?}");

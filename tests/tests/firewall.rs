@@ -156,6 +156,15 @@ fn one_tcp_port_between_two_clients() -> Result<()> {
         "reject rule counted {}: {rules:?}",
         reject.packets
     );
+    // And the operator sees the flow in `ovpnctl ct list`, conntrack -L style.
+    let ovpnctl = bin_dir().join("ovpnctl").display().to_string();
+    let out = server_ns.run(&[&ovpnctl, "--ifname", "fwls", "ct", "list"])?;
+    ensure!(
+        out.lines().any(|l| l.starts_with("tcp")
+            && l.contains("dst=10.8.0.12")
+            && l.contains("dport=7000")),
+        "ovpnctl ct list:\n{out}"
+    );
     drop(procs);
     Ok(())
 }
