@@ -135,6 +135,47 @@ const SLOT_CONTROL: usize = 0;
 const SLOT_KEEPALIVE: usize = 1;
 
 impl Shared {
+    /// State for driving the data path without I/O (benchmarks, tests): no TUN device, no
+    /// sockets, no threads. Install peers with [`Shared::install_peers`].
+    pub fn detached(config: DaemonConfig, sink: Arc<dyn EventSink>) -> Arc<Shared> {
+        let workers = config.workers.max(1);
+        let ct = conntrack::Conntrack::new(conntrack::Config {
+            max_entries: config.ct_max_entries,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("default conntrack config refused: {e}"));
+        Arc::new(Shared {
+            counters: Counters::new(2 + 2 * workers),
+            config: DaemonConfig { workers, ..config },
+            table: ArcSwap::from_pointee(PeerTable::default()),
+            shutdown: AtomicBool::new(false),
+            client_to_client: AtomicBool::new(true),
+            sink,
+            filter: ArcSwap::from_pointee(FilterBox(Box::new(PassThrough))),
+            conntrack: Arc::new(ct),
+            epoch: Instant::now(),
+            state: Mutex::new(State {
+                peers: BTreeMap::new(),
+                routes: Vec::new(),
+                mode: IfMode::Multipoint,
+                tun: Vec::new(),
+                ifindex: 0,
+                io: Vec::new(),
+                threads: Vec::new(),
+                listen: None,
+            }),
+        })
+    }
+
+    /// Adds peers and publishes the table (for [`Shared::detached`] users).
+    pub fn install_peers(&self, peers: Vec<Arc<Peer>>) {
+        let mut st = self.lock();
+        for p in peers {
+            st.peers.insert(p.id.get(), p);
+        }
+        self.publish(&st);
+    }
+
     /// Milliseconds since the daemon started (coarse time for liveness).
     #[inline]
     pub fn now_ms(&self) -> u64 {
@@ -673,7 +714,7 @@ impl Drop for Daemon {
 }
 
 impl Shared {
-    fn counters_slots(&self) -> usize {
+    pub fn counters_slots(&self) -> usize {
         2 + 2 * self.config.workers
     }
 }

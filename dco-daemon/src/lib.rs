@@ -13,5 +13,6 @@ pub mod peer;
 pub mod route;
 pub mod stats;
 pub mod table;
+pub mod testkit;
 pub mod udp;
 pub mod worker;

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use crypto::{DATA_V2_OVERHEAD, DataError, PacketClass, Plaintext, classify, classify_plaintext};
 use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
-use crate::core::Shared;
+use crate::core::{FilterBox, Shared};
 use crate::events::{DelReason, Event, RateLimit};
 use crate::filter::{Direction, FilterCtx, REPLY_BUF, Verdict};
 use crate::gro::{TunBatch, TunWriter};
@@ -33,7 +33,7 @@ const RX_BATCH: usize = 16;
 /// Packets per TUN batch.
 const TUN_BATCH: usize = 128;
 /// Room in front of a TUN packet: our header (24 bytes) covers the virtio header (10-12).
-const HEADROOM: usize = DATA_V2_OVERHEAD;
+pub const HEADROOM: usize = DATA_V2_OVERHEAD;
 /// Largest inner packet we send or accept.
 const MAX_INNER: usize = 65_535;
 
@@ -104,7 +104,7 @@ impl RxThread {
         let ctr = shared.counters.slot(*slot);
         let mut tx = txq.batch();
         let mut tunb = tun_writer.batch();
-        let mut ctx = RxCtx {
+        let mut ctx = RxPath {
             shared,
             table: &table,
             ctr,
@@ -112,8 +112,7 @@ impl RxThread {
             now,
             relay,
             reply,
-            reject_q,
-            sock: &io.sock,
+            local_port: io.sock.local_addr().port(),
         };
         for (meta, data) in rx.datagrams_mut() {
             let Some(src) = meta.src else { continue };
@@ -133,6 +132,11 @@ impl RxThread {
                             flush_udp(&mut tx, &io.sock, ctr);
                         }
                         tx.push(dst, local, &pkt[..len]);
+                    }
+                    RxAction::Reject(dst, local, len) => {
+                        let mut b = reject_q.batch();
+                        b.push(dst, local, &ctx.reply[..len]);
+                        flush_udp(&mut b, &io.sock, ctr);
                     }
                 }
             }
@@ -188,29 +192,42 @@ fn flush_udp(tx: &mut TxBatch<'_, '_>, sock: &UdpSocket, ctr: &ThreadCounters) {
     }
 }
 
-enum RxAction {
+/// What to do with a received datagram after [`RxPath::packet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RxAction {
+    /// Consumed (dropped and counted, relayed, a keepalive, ...).
     None,
     /// Plaintext at this range goes to the TUN.
     Tun(std::ops::Range<usize>),
     /// The packet was re-encrypted in place for another peer: send `len` bytes.
     Udp(SocketAddr, Option<IpAddr>, usize),
+    /// The firewall rejected it: send the first `len` bytes of [`RxPath::reply`] (sealed for
+    /// the sender) to this address.
+    Reject(SocketAddr, Option<IpAddr>, usize),
 }
 
-struct RxCtx<'a> {
-    shared: &'a Shared,
-    table: &'a PeerTable,
-    ctr: &'a ThreadCounters,
-    slot: usize,
-    now: u64,
-    relay: &'a mut RateLimit,
-    reply: &'a mut Vec<u8>,
-    reject_q: &'a mut TxQueue,
-    sock: &'a UdpSocket,
+/// The receive path for one datagram, free of I/O: the thread around it does the recvmmsg,
+/// the TUN writes and the sends. Benchmarks and tests drive it directly.
+pub struct RxPath<'a> {
+    pub shared: &'a Shared,
+    pub table: &'a PeerTable,
+    pub ctr: &'a ThreadCounters,
+    /// This thread's counter slot.
+    pub slot: usize,
+    /// Coarse time for this batch ([`Shared::now_ms`]).
+    pub now: u64,
+    pub relay: &'a mut RateLimit,
+    /// Where reject replies are built: `DATA_V2_OVERHEAD + REPLY_BUF` bytes.
+    pub reply: &'a mut Vec<u8>,
+    /// Our UDP port (the local address of relayed packets).
+    pub local_port: u16,
 }
 
-impl RxCtx<'_> {
+impl RxPath<'_> {
+    /// Processes one datagram in place: demultiplex, decrypt, replay check, keepalive,
+    /// source check, MSS clamp, firewall, route.
     #[inline]
-    fn packet(&mut self, pkt: &mut [u8], src: SocketAddr, dst_ip: Option<IpAddr>) -> RxAction {
+    pub fn packet(&mut self, pkt: &mut [u8], src: SocketAddr, dst_ip: Option<IpAddr>) -> RxAction {
         let PacketClass::DataV2 { peer_id, key_id } = classify(pkt) else {
             self.relay(pkt, src, dst_ip);
             return RxAction::None;
@@ -310,9 +327,7 @@ impl RxCtx<'_> {
                 self.ctr.drop(Dropped::Firewall);
                 if let Some(wire) = seal_for(peer, self.reply, n, self.shared, self.ctr) {
                     let ep = peer.endpoint();
-                    let mut b = self.reject_q.batch();
-                    b.push(ep.remote, ep.local, &self.reply[..wire]);
-                    flush_udp(&mut b, self.sock, self.ctr);
+                    return RxAction::Reject(ep.remote, ep.local, wire);
                 }
                 return RxAction::None;
             }
@@ -362,7 +377,7 @@ impl RxCtx<'_> {
             self.ctr.add(Ctr::LostCtrlIn, 1);
             return;
         }
-        let local = dst_ip.map(|ip| SocketAddr::new(ip, self.sock.local_addr().port()));
+        let local = dst_ip.map(|ip| SocketAddr::new(ip, self.local_port));
         let ev = Event::ControlPacket {
             remote: src,
             local,
@@ -474,57 +489,107 @@ impl TxThread {
         let ctr = self.shared.counters.slot(self.slot);
         let filter = self.shared.filter();
         let mut tx = self.txq.batch();
+        let mut path = TxPath {
+            shared: &self.shared,
+            table: &table,
+            filter: &filter,
+            ctr,
+            slot: self.slot,
+            now,
+            reply: &mut self.reply,
+        };
         for (buf, &size) in self.bufs.iter_mut().zip(self.sizes.iter()).take(n) {
-            let inner = &buf[HEADROOM..HEADROOM + size];
-            let Some((_, dst)) = ip::addrs(inner) else {
-                ctr.drop(Dropped::BadIpHeader);
-                continue;
-            };
-            let Some(peer) = table.route(dst) else {
-                ctr.drop(Dropped::NoRoute);
-                ctr.add(Ctr::LostDataOut, 1);
-                continue;
-            };
-            let fctx = FilterCtx {
-                dir: Direction::ToPeer,
-                peer: (peer.id.get(), &peer.common_name),
-                to: None,
-                now_ms: now,
-            };
-            match filter.check(inner, &fctx, &mut self.reply) {
-                Verdict::Accept => {}
-                Verdict::Drop => {
-                    ctr.drop(Dropped::Firewall);
-                    continue;
-                }
-                Verdict::Reject(n) => {
+            match path.packet(buf, size) {
+                TxAction::None => {}
+                TxAction::Udp(dst, local, len) => tx.push(dst, local, &buf[..len]),
+                TxAction::RejectToTun(n) => {
                     // The reply goes back to the host that sent the packet, through the TUN.
-                    ctr.drop(Dropped::Firewall);
                     let b = &mut self.reject_buf[0];
                     b.clear();
                     b.resize(HEADROOM, 0);
-                    b.extend_from_slice(&self.reply[..n]);
+                    b.extend_from_slice(&path.reply[..n]);
                     write_tun(&self.io.tun, &mut self.gro, &mut self.reject_buf, ctr);
-                    continue;
                 }
             }
-            let ep = peer.endpoint();
-            crate::mss::clamp(
-                &mut buf[HEADROOM..HEADROOM + size],
-                self.shared.config.mssfix,
-                ep.remote.is_ipv6(),
-            );
-            let Some(len) = seal_for(peer, buf, size, &self.shared, ctr) else {
-                continue;
-            };
-            peer.counters.add_out(self.slot, 1, size as u64);
-            peer.touch_tx(now);
-            ctr.add(Ctr::TunnelBytesSent, size as u64);
-            tx.push(ep.remote, ep.local, &buf[..len]);
         }
         if !tx.is_empty() {
             flush_udp(&mut tx, &self.io.sock, ctr);
         }
+    }
+}
+
+/// What to do with a packet read from the TUN after [`TxPath::packet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxAction {
+    /// Consumed (dropped and counted).
+    None,
+    /// Sealed in place: send the first `len` bytes of the buffer to this peer address.
+    Udp(SocketAddr, Option<IpAddr>, usize),
+    /// The firewall rejected it: write the first `n` bytes of [`TxPath::reply`] to the TUN.
+    RejectToTun(usize),
+}
+
+/// The send path for one packet read from the TUN, free of I/O.
+pub struct TxPath<'a> {
+    pub shared: &'a Shared,
+    pub table: &'a PeerTable,
+    pub filter: &'a FilterBox,
+    pub ctr: &'a ThreadCounters,
+    pub slot: usize,
+    pub now: u64,
+    /// Where reject replies are built (`REPLY_BUF` bytes).
+    pub reply: &'a mut Vec<u8>,
+}
+
+impl TxPath<'_> {
+    /// Processes one packet at `buf[HEADROOM..HEADROOM + size]`: peer selection, firewall,
+    /// MSS clamp, encryption in place (the wire packet starts at `buf[0]`).
+    #[inline]
+    pub fn packet(&mut self, buf: &mut [u8], size: usize) -> TxAction {
+        let ctr = self.ctr;
+        let Some(inner) = buf.get(HEADROOM..HEADROOM + size) else {
+            ctr.drop(Dropped::Oversize);
+            return TxAction::None;
+        };
+        let Some((_, dst)) = ip::addrs(inner) else {
+            ctr.drop(Dropped::BadIpHeader);
+            return TxAction::None;
+        };
+        let Some(peer) = self.table.route(dst) else {
+            ctr.drop(Dropped::NoRoute);
+            ctr.add(Ctr::LostDataOut, 1);
+            return TxAction::None;
+        };
+        let fctx = FilterCtx {
+            dir: Direction::ToPeer,
+            peer: (peer.id.get(), &peer.common_name),
+            to: None,
+            now_ms: self.now,
+        };
+        match self.filter.check(inner, &fctx, self.reply) {
+            Verdict::Accept => {}
+            Verdict::Drop => {
+                ctr.drop(Dropped::Firewall);
+                return TxAction::None;
+            }
+            Verdict::Reject(n) => {
+                ctr.drop(Dropped::Firewall);
+                return TxAction::RejectToTun(n);
+            }
+        }
+        let ep = peer.endpoint();
+        crate::mss::clamp(
+            &mut buf[HEADROOM..HEADROOM + size],
+            self.shared.config.mssfix,
+            ep.remote.is_ipv6(),
+        );
+        let Some(len) = seal_for(peer, buf, size, self.shared, ctr) else {
+            return TxAction::None;
+        };
+        peer.counters.add_out(self.slot, 1, size as u64);
+        peer.touch_tx(self.now);
+        ctr.add(Ctr::TunnelBytesSent, size as u64);
+        TxAction::Udp(ep.remote, ep.local, len)
     }
 }
 
