@@ -21,6 +21,9 @@ pub trait BatchAead: Send + Sync {
     fn name(&self) -> &str;
     fn seal(&self, ops: &mut [AeadOp<'_>]);
     fn open(&self, ops: &mut [AeadOp<'_>]);
+    /// The key with this [`AeadKey::id`] is gone (DEL_KEY, peer deleted): a backend that
+    /// caches expanded keys drops and wipes its copy.
+    fn forget_key(&self, _key_id: u64) {}
 }
 
 /// The CPU backend: ring (AES-NI/VAES/CLMUL, or ChaCha20-Poly1305 with AVX2), one packet at

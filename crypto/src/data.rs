@@ -202,6 +202,10 @@ impl DecryptKey {
         self.aead.cipher()
     }
 
+    pub fn aead(&self) -> &AeadKey {
+        &self.aead
+    }
+
     pub fn replay_window(&self) -> &ReplayWindow {
         &self.replay
     }

@@ -114,6 +114,8 @@ pub struct Shared {
     filter: ArcSwap<FilterBox>,
     /// Connection tracking; it filters once a rule set is loaded ([`Daemon::load_firewall`]).
     pub conntrack: Arc<conntrack::Conntrack>,
+    /// A batch AEAD backend (GPU) for the receive path; unset = per-packet CPU decryption.
+    pub batch: std::sync::OnceLock<Arc<dyn crypto::BatchAead>>,
     epoch: Instant,
     state: Mutex<State>,
 }
@@ -153,6 +155,7 @@ impl Shared {
             sink,
             filter: ArcSwap::from_pointee(FilterBox(Box::new(PassThrough))),
             conntrack: Arc::new(ct),
+            batch: std::sync::OnceLock::new(),
             epoch: Instant::now(),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
@@ -199,8 +202,20 @@ impl Shared {
             .store(Arc::new(PeerTable::build(&peers, &st.routes, st.mode)));
     }
 
+    /// Tells the batch backend (GPU key cache) that a key is gone.
+    fn forget_key(&self, k: &DataKey) {
+        if let Some(b) = self.batch.get() {
+            b.forget_key(k.enc.aead().id());
+            b.forget_key(k.dec.aead().id());
+        }
+    }
+
     fn remove_peer(&self, st: &mut State, id: u32, reason: DelReason) -> Option<Arc<Peer>> {
         let peer = st.peers.remove(&id)?;
+        let keys = peer.keys.load();
+        for k in [&keys.primary, &keys.secondary].into_iter().flatten() {
+            self.forget_key(k);
+        }
         self.publish(st);
         tracing::info!(peer = id, cn = %peer.common_name, reason = reason.name(), "peer deleted");
         self.sink.emit(Event::DelPeer {
@@ -289,6 +304,7 @@ impl Daemon {
             sink,
             filter: ArcSwap::from_pointee(FilterBox(Box::new(PassThrough))),
             conntrack: Arc::new(ct),
+            batch: std::sync::OnceLock::new(),
             epoch: Instant::now(),
             state: Mutex::new(State {
                 peers: BTreeMap::new(),
@@ -460,11 +476,14 @@ impl Daemon {
             .map_err(|e| DaemonError::Invalid(e.to_string()))?;
         let p = self.peer(id)?;
         let mut slots = KeySlots::clone(&p.keys.load());
-        match slot {
-            KeySlot::Primary => slots.primary = Some(Arc::new(key)),
-            KeySlot::Secondary => slots.secondary = Some(Arc::new(key)),
-        }
+        let old = match slot {
+            KeySlot::Primary => slots.primary.replace(Arc::new(key)),
+            KeySlot::Secondary => slots.secondary.replace(Arc::new(key)),
+        };
         p.keys.store(Arc::new(slots));
+        if let Some(old) = old {
+            self.shared.forget_key(&old);
+        }
         tracing::info!(peer = id, ?slot, key_id, cipher = %encrypt.cipher(), "key installed");
         Ok(())
     }
@@ -488,10 +507,11 @@ impl Daemon {
             KeySlot::Primary => slots.primary.take(),
             KeySlot::Secondary => slots.secondary.take(),
         };
-        if removed.is_none() {
+        let Some(removed) = removed else {
             return Err(DaemonError::NoSuchKey(slot, id));
-        }
+        };
         p.keys.store(Arc::new(slots));
+        self.shared.forget_key(&removed);
         Ok(())
     }
 

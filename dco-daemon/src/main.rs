@@ -43,7 +43,8 @@ struct Args {
     /// Control packets relayed per second per worker (the rest are dropped and counted).
     #[arg(long, default_value_t = 2000)]
     relay_rate: u32,
-    /// Batch crypto on a GPU: auto (only when it wins), off, on (fail without one).
+    /// Batch crypto on a GPU: auto (only when it wins), off, on (fail without one), or
+    /// model (tests: the CUDA kernels' host model decrypts the receive batches).
     #[arg(long, default_value = "auto")]
     gpu: String,
     /// OpenVPN's mssfix: clamp TCP MSS so encapsulated packets stay within this size
@@ -81,9 +82,23 @@ fn main() {
 fn run(args: Args) -> Result<(), String> {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
-    let gpu_mode: gpu::GpuMode = args.gpu.parse().map_err(|e| format!("--gpu: {e}"))?;
-    let offload = gpu::Offload::new(gpu_mode, &gpu::GpuConfig::default())
-        .map_err(|e| format!("--gpu on: {e}"))?;
+    // `--gpu model` (for tests): the CUDA kernels' host model stands in for the GPU, so the
+    // receive path's batch code runs on any machine (slowly).
+    let (offload, use_batch) = if args.gpu == "model" {
+        tracing::warn!(
+            "--gpu model: receive batches go through the host model of the CUDA kernels (test mode)"
+        );
+        (
+            gpu::Offload::with_accelerator(gpu::GpuMode::On, Box::new(gpu::HostModel::new())),
+            true,
+        )
+    } else {
+        let gpu_mode: gpu::GpuMode = args.gpu.parse().map_err(|e| format!("--gpu: {e}"))?;
+        let o = gpu::Offload::new(gpu_mode, &gpu::GpuConfig::default())
+            .map_err(|e| format!("--gpu on: {e}"))?;
+        let active = o.status().device.is_some();
+        (o, active)
+    };
     let offload = Arc::new(offload);
     let status = offload.status();
     tracing::info!("crypto: cpu (ring); GPU: {status}");
@@ -114,6 +129,11 @@ fn run(args: Args) -> Result<(), String> {
             ..Default::default()
         };
         let daemon = Arc::new(Daemon::new(config, sink).map_err(|e| e.to_string())?);
+        if use_batch {
+            let backend: Arc<dyn crypto::BatchAead> = offload.clone();
+            let _ = daemon.shared().batch.set(backend);
+            tracing::info!(backend = offload.status().backend, "receive path decrypts in batches");
+        }
         tracing::info!(ifname = %args.ifname, workers = daemon.workers(), offload = daemon.offload(), socket = %path.display(), "dco-daemon ready");
         if let Some(l) = args.listen {
             daemon.listen(l).map_err(|e| e.to_string())?;
@@ -130,7 +150,11 @@ fn run(args: Args) -> Result<(), String> {
         let handler = Arc::new(DaemonHandler {
             daemon: daemon.clone(),
             started: Instant::now(),
-            crypto_backend: "cpu (ring, AES-NI/CLMUL)".into(),
+            crypto_backend: if use_batch {
+                format!("batches: {}", offload.status().backend)
+            } else {
+                "cpu (ring, AES-NI/CLMUL), per packet".into()
+            },
             fw_text: std::sync::Mutex::new(fw_text),
             gpu_status: Box::new(move || {
                 let s = gpu_for_status.status();

@@ -70,6 +70,15 @@ impl KeySlots {
         self.secondary.as_deref().filter(|k| k.key_id == key_id)
     }
 
+    /// The key for `key_id`, shared (for batches that outlive the slot lookup).
+    #[inline]
+    pub fn for_rx_arc(&self, key_id: KeyId) -> Option<&Arc<DataKey>> {
+        if let Some(k) = self.primary.as_ref().filter(|k| k.key_id == key_id) {
+            return Some(k);
+        }
+        self.secondary.as_ref().filter(|k| k.key_id == key_id)
+    }
+
     #[inline]
     pub fn for_tx(&self) -> Option<&DataKey> {
         self.primary.as_deref()

@@ -23,7 +23,7 @@ use crate::events::{DelReason, Event, RateLimit};
 use crate::filter::{Direction, FilterCtx, REPLY_BUF, Verdict};
 use crate::gro::{TunBatch, TunWriter};
 use crate::ip;
-use crate::peer::Peer;
+use crate::peer::{DataKey, Peer};
 use crate::stats::{Ctr, Dropped, ThreadCounters};
 use crate::table::{IfMode, PeerTable};
 use crate::udp::{RxBatch, TxBatch, TxQueue, UdpSocket};
@@ -56,6 +56,9 @@ pub struct RxThread {
     relay: RateLimit,
     reply: Vec<u8>,
     reject_q: TxQueue,
+    metas: Vec<BatchMeta>,
+    hdrs: Vec<Result<crypto::DataHeader, DataError>>,
+    oks: Vec<bool>,
 }
 
 impl RxThread {
@@ -71,6 +74,9 @@ impl RxThread {
             relay,
             reply: vec![0u8; DATA_V2_OVERHEAD + REPLY_BUF],
             reject_q: TxQueue::new(1),
+            metas: Vec::with_capacity(RX_BATCH * 64),
+            hdrs: Vec::with_capacity(RX_BATCH * 64),
+            oks: Vec::with_capacity(RX_BATCH * 64),
         }
     }
 
@@ -88,6 +94,9 @@ impl RxThread {
     }
 
     fn process_batch(&mut self) {
+        if let Some(backend) = self.shared.batch.get().cloned() {
+            return self.process_batch_offload(&*backend);
+        }
         let Self {
             shared,
             io,
@@ -98,6 +107,7 @@ impl RxThread {
             relay,
             reply,
             reject_q,
+            ..
         } = self;
         let now = shared.now_ms();
         let table = shared.table.load();
@@ -119,26 +129,10 @@ impl RxThread {
             let seg = meta.segment.max(1);
             for pkt in data.chunks_mut(seg) {
                 ctr.add(Ctr::TransportBytesRecv, pkt.len() as u64);
-                match ctx.packet(pkt, src, meta.dst_ip) {
-                    RxAction::None => {}
-                    RxAction::Tun(range) => {
-                        if tunb.is_full() {
-                            flush_tun(&mut tunb, &io.tun, ctr);
-                        }
-                        tunb.push(&pkt[range]);
-                    }
-                    RxAction::Udp(dst, local, len) => {
-                        if tx.is_full() {
-                            flush_udp(&mut tx, &io.sock, ctr);
-                        }
-                        tx.push(dst, local, &pkt[..len]);
-                    }
-                    RxAction::Reject(dst, local, len) => {
-                        let mut b = reject_q.batch();
-                        b.push(dst, local, &ctx.reply[..len]);
-                        flush_udp(&mut b, &io.sock, ctr);
-                    }
-                }
+                let action = ctx.packet(pkt, src, meta.dst_ip);
+                dispatch(
+                    action, pkt, ctx.reply, &mut tunb, &mut tx, reject_q, io, ctr,
+                );
             }
         }
         if !tunb.is_empty() {
@@ -146,6 +140,179 @@ impl RxThread {
         }
         if !tx.is_empty() {
             flush_udp(&mut tx, &io.sock, ctr);
+        }
+    }
+
+    /// The receive batch with the AEAD of every data packet done in one call of a batch
+    /// backend (the GPU): demultiplex all, open all, then deliver all, in order.
+    fn process_batch_offload(&mut self, backend: &dyn crypto::BatchAead) {
+        let Self {
+            shared,
+            io,
+            slot,
+            rx,
+            txq,
+            tun_writer,
+            relay,
+            reply,
+            reject_q,
+            metas,
+            hdrs,
+            oks,
+        } = self;
+        let now = shared.now_ms();
+        let table = shared.table.load();
+        let ctr = shared.counters.slot(*slot);
+        let mut ctx = RxPath {
+            shared,
+            table: &table,
+            ctr,
+            slot: *slot,
+            now,
+            relay,
+            reply,
+            local_port: io.sock.local_addr().port(),
+        };
+        // 1. Demultiplex: which segments go down the fast path, with which peer and key.
+        metas.clear();
+        let mut seg_no = 0usize;
+        for (meta, data) in rx.datagrams_mut() {
+            let Some(src) = meta.src else { continue };
+            for pkt in data.chunks_mut(meta.segment.max(1)) {
+                ctr.add(Ctr::TransportBytesRecv, pkt.len() as u64);
+                if let Some((peer, key)) = ctx.lookup(pkt, src, meta.dst_ip) {
+                    metas.push(BatchMeta {
+                        seg: seg_no,
+                        peer,
+                        key,
+                        src,
+                        dst_ip: meta.dst_ip,
+                    });
+                }
+                seg_no += 1;
+            }
+        }
+        if metas.is_empty() {
+            return;
+        }
+        // 2. One AEAD call for all of them (one allocation per batch for the operations,
+        // which borrow the packets).
+        hdrs.clear();
+        oks.clear();
+        {
+            let mut ops = Vec::with_capacity(metas.len());
+            let (mut j, mut seg_no) = (0usize, 0usize);
+            for (meta, data) in rx.datagrams_mut() {
+                if meta.src.is_none() {
+                    continue;
+                }
+                for pkt in data.chunks_mut(meta.segment.max(1)) {
+                    if j < metas.len() && metas[j].seg == seg_no {
+                        match metas[j].key.dec.prepare_open(pkt) {
+                            Ok((op, h)) => {
+                                ops.push(op);
+                                hdrs.push(Ok(h));
+                            }
+                            Err(e) => hdrs.push(Err(e)),
+                        }
+                        j += 1;
+                    }
+                    seg_no += 1;
+                }
+            }
+            backend.open(&mut ops);
+            oks.extend(ops.iter().map(|o| o.ok));
+        }
+        // 3. Replay check and delivery, in arrival order.
+        let mut tx = txq.batch();
+        let mut tunb = tun_writer.batch();
+        let (mut j, mut k, mut seg_no) = (0usize, 0usize, 0usize);
+        for (meta, data) in rx.datagrams_mut() {
+            if meta.src.is_none() {
+                continue;
+            }
+            for pkt in data.chunks_mut(meta.segment.max(1)) {
+                let this = seg_no;
+                seg_no += 1;
+                if j >= metas.len() || metas[j].seg != this {
+                    continue;
+                }
+                let m = &metas[j];
+                let h = hdrs[j];
+                j += 1;
+                let action = match h {
+                    Err(e) => {
+                        ctr.crypto_drop(e.reason());
+                        ctr.add(Ctr::LostDataIn, 1);
+                        RxAction::None
+                    }
+                    Ok(h) => {
+                        let ok = oks[k];
+                        k += 1;
+                        match m.key.dec.finish_open(&h, pkt.len(), ok) {
+                            Ok(range) => ctx.after_open(&m.peer, pkt, range, m.src, m.dst_ip),
+                            Err(e) => {
+                                ctr.crypto_drop(e.reason());
+                                ctr.add(Ctr::LostDataIn, 1);
+                                RxAction::None
+                            }
+                        }
+                    }
+                };
+                dispatch(
+                    action, pkt, ctx.reply, &mut tunb, &mut tx, reject_q, io, ctr,
+                );
+            }
+        }
+        if !tunb.is_empty() {
+            flush_tun(&mut tunb, &io.tun, ctr);
+        }
+        if !tx.is_empty() {
+            flush_udp(&mut tx, &io.sock, ctr);
+        }
+    }
+}
+
+/// A fast-path packet of a receive batch handed to a batch backend.
+struct BatchMeta {
+    seg: usize,
+    peer: Arc<Peer>,
+    key: Arc<DataKey>,
+    src: SocketAddr,
+    dst_ip: Option<IpAddr>,
+}
+
+/// Carries out what the receive path decided for one packet.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn dispatch<'d>(
+    action: RxAction,
+    pkt: &'d [u8],
+    reply: &[u8],
+    tunb: &mut TunBatch<'_, 'd>,
+    tx: &mut TxBatch<'_, 'd>,
+    reject_q: &mut TxQueue,
+    io: &WorkerIo,
+    ctr: &ThreadCounters,
+) {
+    match action {
+        RxAction::None => {}
+        RxAction::Tun(range) => {
+            if tunb.is_full() {
+                flush_tun(tunb, &io.tun, ctr);
+            }
+            tunb.push(&pkt[range]);
+        }
+        RxAction::Udp(dst, local, len) => {
+            if tx.is_full() {
+                flush_udp(tx, &io.sock, ctr);
+            }
+            tx.push(dst, local, &pkt[..len]);
+        }
+        RxAction::Reject(dst, local, len) => {
+            let mut b = reject_q.batch();
+            b.push(dst, local, &reply[..len]);
+            flush_udp(&mut b, &io.sock, ctr);
         }
     }
 }
@@ -223,18 +390,12 @@ pub struct RxPath<'a> {
     pub local_port: u16,
 }
 
-impl RxPath<'_> {
+impl<'a> RxPath<'a> {
     /// Processes one datagram in place: demultiplex, decrypt, replay check, keepalive,
     /// source check, MSS clamp, firewall, route.
     #[inline]
     pub fn packet(&mut self, pkt: &mut [u8], src: SocketAddr, dst_ip: Option<IpAddr>) -> RxAction {
-        let PacketClass::DataV2 { peer_id, key_id } = classify(pkt) else {
-            self.relay(pkt, src, dst_ip);
-            return RxAction::None;
-        };
-        let Some(peer) = self.table.peer(peer_id.get()) else {
-            // Not ours (yet): the control process decides (if_ovpn passes it up too).
-            self.relay(pkt, src, dst_ip);
+        let Some((peer, key_id)) = self.demux(pkt, src, dst_ip) else {
             return RxAction::None;
         };
         let keys = peer.keys.load();
@@ -243,21 +404,74 @@ impl RxPath<'_> {
             self.ctr.add(Ctr::LostDataIn, 1);
             return RxAction::None;
         };
-        let opened = match key.dec.open(pkt) {
-            Ok(o) => o,
+        match key.dec.open(pkt) {
+            Ok(o) => self.after_open(peer, pkt, o.payload, src, dst_ip),
             Err(e) => {
                 self.ctr.crypto_drop(e.reason());
                 self.ctr.add(Ctr::LostDataIn, 1);
-                return RxAction::None;
+                RxAction::None
             }
+        }
+    }
+
+    /// Demultiplexing: a DATA_V2 packet of a known peer with an installed key-id gives the
+    /// peer and key; anything else is relayed to the control process (or dropped, counted).
+    /// (Shared handles, for batches whose AEAD runs after the lookup.)
+    #[inline]
+    pub fn lookup(
+        &mut self,
+        pkt: &[u8],
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+    ) -> Option<(Arc<Peer>, Arc<DataKey>)> {
+        let (peer, key_id) = self.demux(pkt, src, dst_ip)?;
+        let keys = peer.keys.load();
+        let Some(key) = keys.for_rx_arc(key_id) else {
+            self.ctr.drop(Dropped::NoKey);
+            self.ctr.add(Ctr::LostDataIn, 1);
+            return None;
         };
+        Some((peer.clone(), key.clone()))
+    }
+
+    /// The peer of a DATA_V2 packet; anything else is relayed.
+    #[inline]
+    fn demux(
+        &mut self,
+        pkt: &[u8],
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+    ) -> Option<(&'a Arc<Peer>, crypto::KeyId)> {
+        let table: &'a PeerTable = self.table;
+        let PacketClass::DataV2 { peer_id, key_id } = classify(pkt) else {
+            self.relay(pkt, src, dst_ip);
+            return None;
+        };
+        let Some(peer) = table.peer(peer_id.get()) else {
+            // Not ours (yet): the control process decides (if_ovpn passes it up too).
+            self.relay(pkt, src, dst_ip);
+            return None;
+        };
+        Some((peer, key_id))
+    }
+
+    /// Everything after a successful decryption and replay check: keepalive/OCC, source
+    /// check, MSS clamp, firewall, route.
+    #[inline]
+    pub fn after_open(
+        &mut self,
+        peer: &Peer,
+        pkt: &mut [u8],
+        payload: std::ops::Range<usize>,
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+    ) -> RxAction {
         self.ctr.add(Ctr::RecvData, 1);
         peer.touch_rx(self.now);
         let ep = peer.endpoint();
         if ep.remote != src {
             self.float(peer, src, dst_ip);
         }
-        let payload = opened.payload;
         let plen = payload.len();
         peer.counters.add_in(self.slot, 1, plen as u64);
         match classify_plaintext(&pkt[payload.clone()]) {

@@ -682,4 +682,8 @@ impl BatchAead for GpuBatch {
     fn open(&self, ops: &mut [AeadOp<'_>]) {
         self.run(ops, true);
     }
+
+    fn forget_key(&self, key_id: u64) {
+        GpuBatch::forget_key(self, key_id)
+    }
 }

@@ -25,9 +25,8 @@ use crate::status::{GpuCounters, GpuMode, GpuStatus};
 
 /// A batch backend that can stand in for the CPU: the CUDA device, or (in tests) the host
 /// model of the kernels.
+/// Keys are dropped with [`BatchAead::forget_key`].
 pub trait Accelerator: BatchAead {
-    /// Drops a deleted key from the accelerator's cache (DEL_KEY).
-    fn forget_key(&self, _id: u64) {}
     /// Set when the accelerator hit an error and stopped taking batches.
     fn failure(&self) -> Option<String> {
         None
@@ -35,9 +34,6 @@ pub trait Accelerator: BatchAead {
 }
 
 impl Accelerator for GpuBatch {
-    fn forget_key(&self, id: u64) {
-        GpuBatch::forget_key(self, id)
-    }
     fn failure(&self) -> Option<String> {
         if self.has_failed() {
             Some(self.last_error().unwrap_or_else(|| "CUDA error".into()))
@@ -452,6 +448,10 @@ impl BatchAead for Offload {
 
     fn open(&self, ops: &mut [AeadOp<'_>]) {
         self.run(ops, true);
+    }
+
+    fn forget_key(&self, key_id: u64) {
+        Offload::forget_key(self, key_id)
     }
 }
 

@@ -388,3 +388,63 @@ fn junk_at_the_udp_port_is_counted_and_dropped_while_a_transfer_runs() -> Result
     );
     Ok(())
 }
+
+#[test]
+fn receive_batches_through_the_gpu_kernels_host_model() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    // Our server decrypts every receive batch in one call of the batch backend; with
+    // `--gpu model` that backend is the host build of the CUDA kernels, so the batch path of
+    // the daemon is exercised byte for byte against a stock client on any machine.
+    let server_ns = Netns::new("dgm")?;
+    let client_ns = Netns::new("dgm")?;
+    let link = VethPair::new(&server_ns, &client_ns, &VethConfig::default())?;
+    let work = TempDir::new("dgm")?;
+    let pki = Pki::new("dgm", KeyAlgo::EcP256)?;
+    let scfg = OvpnConfig::server(&pki)
+        .tls_crypt(&pki)
+        .dev("dgms")
+        .extra("dev-type tun")
+        .disable_dco(false);
+    let config = scfg.write(work.path(), "server")?;
+    let server = Ours::start_config(
+        &server_ns,
+        &config,
+        work.path(),
+        "server",
+        START,
+        &["--gpu", "model"],
+    )?;
+    let ccfg = OvpnConfig::client(&pki, "client1", link.a_addr(false))?
+        .tls_crypt(&pki)
+        .dev("dgmc")
+        .extra("dev-type tun");
+    let _client = StockOpenvpn::start(&client_ns, &ccfg, work.path(), "client", START)
+        .map_err(|e| anyhow!("{e}\n{}", server.log()))?;
+    ping(&client_ns, "10.8.0.1".parse()?, &PingOpts::count(3))?.expect_success()?;
+    bulk_tcp_transfer(
+        &client_ns,
+        &server_ns,
+        "10.8.0.1".parse()?,
+        &BulkOpts {
+            bytes: 2 << 20,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow!("{e}\n{}", server.log()))?;
+    let path = socket(&server_ns, "dgms");
+    let info = rt().block_on(async { Client::connect(&path).await?.get_info().await })?;
+    ensure!(info.crypto_backend.starts_with("batches"), "{info:?}");
+    let gpu_packets = info
+        .gpu
+        .iter()
+        .find(|c| c.name == "gpu_packets")
+        .map(|c| c.value)
+        .unwrap_or(0);
+    ensure!(
+        gpu_packets >= 1000,
+        "the batch backend saw only {gpu_packets} packets: {info:?}"
+    );
+    Ok(())
+}
