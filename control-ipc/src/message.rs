@@ -593,6 +593,8 @@ pub enum Notification {
     ControlPacket(ControlPacketNote),
     /// This subscriber lost `count` notifications here.
     Missed(MissedNote),
+    /// A connection-tracking event.
+    CtEvent(CtEventNote),
     /// A type this build does not know (from a newer daemon), kept whole.
     Unknown {
         /// The type number.
@@ -619,6 +621,7 @@ impl Notification {
             Notification::Float(_) => NotificationKind::Float,
             Notification::ControlPacket(_) => NotificationKind::ControlPacket,
             Notification::Missed(_) => NotificationKind::Missed,
+            Notification::CtEvent(_) => NotificationKind::CtEvent,
             Notification::Unknown { .. } => return None,
         })
     }
@@ -631,6 +634,7 @@ impl Notification {
             Notification::Float(n) => to_nvlist(n)?,
             Notification::ControlPacket(n) => to_nvlist(n)?,
             Notification::Missed(n) => to_nvlist(n)?,
+            Notification::CtEvent(n) => to_nvlist(n)?,
             Notification::Unknown { body, .. } => {
                 let mut b = body.clone();
                 b.remove("notification");
@@ -672,6 +676,7 @@ impl Notification {
             Some(NotificationKind::Float) => Notification::Float(from_nvlist(nvl)?),
             Some(NotificationKind::ControlPacket) => Notification::ControlPacket(from_nvlist(nvl)?),
             Some(NotificationKind::Missed) => Notification::Missed(from_nvlist(nvl)?),
+            Some(NotificationKind::CtEvent) => Notification::CtEvent(from_nvlist(nvl)?),
             None => Notification::Unknown {
                 notification: n,
                 body: nvl.clone(),

@@ -50,6 +50,7 @@
 //! | 2 | `FLOAT` | `peerid, address: sockaddr` (the peer's new remote) |
 //! | 64 | `CONTROL_PACKET` *ours* | `peerid?, remote: sockaddr, local: sockaddr?, packet: binary` |
 //! | 65 | `MISSED` *ours* | `count` (notifications this subscriber lost because it fell behind) |
+//! | 66 | `CT_EVENT` *ours* | `event, text` (as `conntrack -E` prints it), `peerid?`, `missed` |
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -813,16 +814,19 @@ pub enum NotificationKind {
     ControlPacket,
     /// 65: the subscriber missed notifications.
     Missed,
+    /// 66: a connection-tracking event (new, destroy...) for `ovpnctl ct watch`.
+    CtEvent,
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 5] = [
+    pub const ALL: [NotificationKind; 6] = [
         NotificationKind::DelPeer,
         NotificationKind::RotateKey,
         NotificationKind::Float,
         NotificationKind::ControlPacket,
         NotificationKind::Missed,
+        NotificationKind::CtEvent,
     ];
 
     /// Wire number.
@@ -833,6 +837,7 @@ impl NotificationKind {
             NotificationKind::Float => 2,
             NotificationKind::ControlPacket => 64,
             NotificationKind::Missed => 65,
+            NotificationKind::CtEvent => 66,
         }
     }
 
@@ -849,6 +854,7 @@ impl NotificationKind {
             NotificationKind::Float => "FLOAT",
             NotificationKind::ControlPacket => "CONTROL_PACKET",
             NotificationKind::Missed => "MISSED",
+            NotificationKind::CtEvent => "CT_EVENT",
         }
     }
 }
@@ -941,6 +947,21 @@ pub struct ControlPacketNote {
     pub local: Option<SocketAddr>,
     /// The UDP payload.
     pub packet: Bytes,
+}
+
+/// `CT_EVENT` notification: one connection-tracking event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtEventNote {
+    /// `new`, `update`, `destroy`.
+    pub event: String,
+    /// The event as `conntrack -E` prints it.
+    pub text: String,
+    /// The peer on the original sender's side, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peerid: Option<u32>,
+    /// Events the tracker could not queue before this one (the daemon fell behind).
+    #[serde(default)]
+    pub missed: u64,
 }
 
 /// `MISSED` notification.

@@ -199,6 +199,7 @@ impl DaemonLink {
                     self.missed += m.count;
                     tracing::warn!(count = m.count, "missed notifications from the daemon");
                 }
+                Notification::CtEvent(_) => {}
                 Notification::Unknown { notification, .. } => {
                     tracing::debug!(notification, "unknown notification ignored")
                 }

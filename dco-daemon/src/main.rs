@@ -79,6 +79,46 @@ fn main() {
     }
 }
 
+/// Forwards connection-tracking events to IPC subscribers (`ovpnctl ct watch`); the
+/// tracker is only asked for events while someone listens.
+fn spawn_ct_events(daemon: Arc<Daemon>, notifier: control_ipc::Notifier) {
+    use control_ipc::schema::{CtEventNote, NotificationKind};
+    let kind = NotificationKind::CtEvent.number();
+    let spawned = std::thread::Builder::new()
+        .name("dco-ct-events".into())
+        .spawn(move || {
+            let mut sub = None;
+            while !daemon
+                .shared()
+                .shutdown
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                if notifier.subscribers_for(kind) == 0 {
+                    sub = None;
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    continue;
+                }
+                let s = sub.get_or_insert_with(|| daemon.conntrack().subscribe(4096));
+                if let Some(ev) = s.recv_timeout(std::time::Duration::from_millis(250)) {
+                    let event = match ev.kind {
+                        conntrack::EventKind::New => "new",
+                        conntrack::EventKind::Update => "update",
+                        conntrack::EventKind::Destroy => "destroy",
+                    };
+                    notifier.notify(control_ipc::Notification::CtEvent(CtEventNote {
+                        event: event.into(),
+                        text: ev.to_string(),
+                        peerid: ev.conn.orig_peer,
+                        missed: s.take_missed(),
+                    }));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the conntrack event thread: {e}");
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
@@ -174,6 +214,7 @@ fn run(args: Args) -> Result<(), String> {
                 (s.to_string(), counters)
             }),
         });
+        spawn_ct_events(daemon.clone(), server.notifier());
         let stop = server.shutdown_handle();
         if args.exit_with_parent {
             // Not a parent-death signal: dco-control drops root, and an unprivileged process

@@ -67,10 +67,30 @@ fn one_tcp_port_between_two_clients() -> Result<()> {
     }
     let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
     let fail = |e: anyhow::Error| anyhow!("{e}\n--- server log ---\n{}", server.log());
+    // `ovpnctl ct watch` prints the tracker's events as they happen (conntrack -E style).
+    let ovpnctl = bin_dir().join("ovpnctl");
+    let watch = server_ns.spawn_thread(move || -> Result<std::process::Output> {
+        Ok(std::process::Command::new("timeout")
+            .arg("20")
+            .arg(&ovpnctl)
+            .args(["--ifname", "fwls", "ct", "watch", "--count", "1"])
+            .output()?)
+    })?;
+    std::thread::sleep(Duration::from_millis(700));
     // Host traffic is allowed.
     ping(&nss[0], ip("10.8.0.1"), &PingOpts::count(2))?
         .expect_success()
         .map_err(fail)?;
+    let out = watch
+        .join()
+        .map_err(|_| anyhow!("watch thread panicked"))??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("[NEW]") && text.contains("src=10.8.0.11"),
+        "ovpnctl ct watch: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     // client1 -> client2:7000 works both ways (the replies pass), bytes checked.
     bulk_tcp_transfer(
         &nss[0],

@@ -108,7 +108,7 @@ fn exercise(p: &Pair, v6_inner: bool) -> Result<()> {
         server_vpn,
         &UdpStreamOpts {
             count: 3000,
-            rate_pps: Some(5000),
+            rate_pps: Some(1000),
             port: 6003,
             ..Default::default()
         },

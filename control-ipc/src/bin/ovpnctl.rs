@@ -292,6 +292,16 @@ enum CtCmd {
     /// Tracker counters, like `conntrack -S` (CT_STATS).
     #[command(after_help = "Example:\n  ovpnctl ct stats")]
     Stats,
+    /// Connection events as they happen, like `conntrack -E` (CT_EVENT notifications).
+    #[command(after_help = "Example:\n  ovpnctl ct watch\n  ovpnctl ct watch --count 10 --json")]
+    Watch {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Queue capacity to ask the daemon for.
+        #[arg(long, default_value_t = 4096)]
+        queue: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -690,6 +700,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{n} connections flushed");
             }
         }
+        Cmd::Ct(CtCmd::Watch { count, queue }) => {
+            let mut sub = c
+                .subscribe(&[NotificationKind::CtEvent], Some(queue))
+                .await?;
+            let mut seen = 0u64;
+            let stdout = std::io::stdout();
+            while let Some(n) = sub.next().await {
+                let line = if json {
+                    render::notification_json(&n).to_string()
+                } else {
+                    render::notification(&n)
+                };
+                let mut out = stdout.lock();
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    return Ok(());
+                }
+                if matches!(n, Notification::CtEvent(_)) {
+                    seen += 1;
+                }
+                if count.is_some_and(|c| seen >= c) {
+                    return Ok(());
+                }
+            }
+            return Err(Failure("the daemon closed the connection".into()));
+        }
         Cmd::Ct(CtCmd::Stats) => {
             let s = c.ct_stats().await?;
             if json {
@@ -827,7 +862,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let watch = matches!(cli.cmd, Cmd::Watch { .. });
+    let watch = matches!(cli.cmd, Cmd::Watch { .. } | Cmd::Ct(CtCmd::Watch { .. }));
     let timeout = Duration::from_secs(cli.wait.max(1));
     let result = runtime.block_on(async {
         if watch {

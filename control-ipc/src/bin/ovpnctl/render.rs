@@ -361,6 +361,10 @@ pub fn notification(n: &Notification) -> String {
             )
         }
         Notification::Missed(m) => format!("MISSED {} notifications (fell behind)", m.count),
+        Notification::CtEvent(e) if e.missed > 0 => {
+            format!("    [MISSED {}]\n{}", e.missed, e.text)
+        }
+        Notification::CtEvent(e) => e.text.clone(),
         Notification::Unknown { notification, .. } => {
             format!("notification type {notification} (unknown to this ovpnctl)")
         }
@@ -375,6 +379,7 @@ pub fn notification_json(n: &Notification) -> serde_json::Value {
         Notification::Float(f) => ("FLOAT", serde_json::to_value(f)),
         Notification::ControlPacket(c) => ("CONTROL_PACKET", serde_json::to_value(c)),
         Notification::Missed(m) => ("MISSED", serde_json::to_value(m)),
+        Notification::CtEvent(e) => ("CT_EVENT", serde_json::to_value(e)),
         Notification::Unknown { notification, .. } => {
             ("UNKNOWN", Ok(serde_json::json!({ "type": notification })))
         }
