@@ -513,10 +513,11 @@ impl ControlSession {
             .cfg
             .reneg_pkts
             .is_some_and(|lim| packets.saturating_sub(p0) >= lim);
-        if (over_bytes || over_pkts) && self.primary.phase == Phase::Generated {
-            if let Err(e) = self.start_renegotiation(now, None) {
-                self.die(e);
-            }
+        if (over_bytes || over_pkts)
+            && self.primary.phase == Phase::Generated
+            && let Err(e) = self.start_renegotiation(now, None)
+        {
+            self.die(e);
         }
     }
 
