@@ -4,14 +4,15 @@
 What it does (needs root; Debian; python3 standard library only):
 
 1. Makes a throw-away PKI with the openssl CLI and a tls-crypt key with openvpn --genkey.
-2. Joins two network namespaces (cf-kat-s, cf-kat-c) with a veth pair and runs two stock
+2. Joins two network namespaces (cf-kat-<pid>-s/-c) with a veth pair and runs two stock
    `openvpn` 2.6 processes in them, server and client, with the minimal config pair of
    openvpn-protocol.md section 10.2 (--disable-dco, keepalive 1 10), once per data cipher:
    AES-256-GCM, AES-128-GCM, CHACHA20-POLY1305 (TLS-EKM key derivation, the 2.6 default),
-   and once more with AES-128-GCM where the client hides IV_PROTO_TLS_KEY_EXPORT from the
-   server, so both fall back to the legacy TLS1-PRF derivation.
+   once with AES-128-GCM where the client hides IV_PROTO_TLS_KEY_EXPORT from the server, so
+   both fall back to the legacy TLS1-PRF derivation, and once with CHACHA20-POLY1305 where
+   the client hides IV_PROTO_DATA_V2, so no peer-id is pushed and both send P_DATA_V1.
 3. Pings through the tunnel both ways, waits for keepalive pings, captures the UDP traffic
-   with tcpdump and keeps a handful of P_DATA_V2 packets each way (at least one keepalive).
+   with tcpdump and keeps a handful of data packets each way (at least one keepalive).
 4. Takes the keys the processes used:
    - TLS-EKM runs: an LD_PRELOAD shim (C, compiled here with gcc, never committed as a
      binary) logs the 256-byte output of SSL_export_keying_material;
@@ -44,10 +45,12 @@ import sys
 import tempfile
 import time
 
-NS_SERVER = "cf-kat-s"
-NS_CLIENT = "cf-kat-c"
-VETH_SERVER = "cfkat-s"
-VETH_CLIENT = "cfkat-c"
+# Names carry the process id so two runs (a test and a regeneration) never collide.
+_RUN = os.getpid() % 100000
+NS_SERVER = f"cf-kat-{_RUN}-s"
+NS_CLIENT = f"cf-kat-{_RUN}-c"
+VETH_SERVER = f"cfk{_RUN}s"
+VETH_CLIENT = f"cfk{_RUN}c"
 TUN = "cftun0"
 SERVER_IP = "10.213.7.1"
 CLIENT_IP = "10.213.7.2"
@@ -56,7 +59,9 @@ VPN_CLIENT_IP = "10.8.0.2"
 PORT = 1194
 
 KEEPALIVE_PING = bytes.fromhex("2a187bf3641eb4cb07ed2d0a981fc748")
+P_DATA_V1 = 6
 P_DATA_V2 = 9
+DATA_V1_OVERHEAD = 21
 DATA_V2_OVERHEAD = 24
 # Packets kept per direction and session: ICMP packets and keepalive pings.
 KEEP_ICMP = 3
@@ -65,9 +70,11 @@ KEEP_PINGS = 1
 SHIM_C = r"""
 /* LD_PRELOAD shim for the dco-crypto fixture generator.
  * - logs every SSL_export_keying_material call (label, flag, output) to $CF_EKM_LOG;
- * - with $CF_HIDE_EKM set, rewrites "IV_PROTO=<n>" in plaintext the process writes to TLS
- *   so that bit 3 (IV_PROTO_TLS_KEY_EXPORT) is clear: the server then pushes no tls-ekm
- *   and both peers derive data keys with the legacy TLS1-PRF. */
+ * - with $CF_IV_PROTO_CLEAR=<mask> set, rewrites "IV_PROTO=<n>" in the plaintext the
+ *   process writes to TLS (its peer-info) to n & ~mask. Clearing bit 3
+ *   (IV_PROTO_TLS_KEY_EXPORT) makes the server push no tls-ekm, so both peers derive data
+ *   keys with the legacy TLS1-PRF; clearing bit 1 (IV_PROTO_DATA_V2) makes it push no
+ *   peer-id, so both peers send P_DATA_V1. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
@@ -103,7 +110,8 @@ int BIO_write(void *b, const void *data, int dlen)
     bio_write_fn real = (bio_write_fn)dlsym(RTLD_NEXT, "BIO_write");
     static const char needle[] = "\nIV_PROTO=";
     const char *p;
-    if (!getenv("CF_HIDE_EKM") || dlen <= 0 || !data)
+    const char *mask_env = getenv("CF_IV_PROTO_CLEAR");
+    if (!mask_env || dlen <= 0 || !data)
         return real(b, data, dlen);
     p = memmem(data, (size_t)dlen, needle, sizeof(needle) - 1);
     if (!p)
@@ -122,7 +130,7 @@ int BIO_write(void *b, const void *data, int dlen)
         while (end < copy + dlen && *end >= '0' && *end <= '9')
             end++;
         width = (size_t)(end - digits);
-        v = strtoul(digits, NULL, 10) & ~8UL;
+        v = strtoul(digits, NULL, 10) & ~strtoul(mask_env, NULL, 10);
         {
             char tmp[32];
             /* Same width, zero padded: the record length does not change, atoi reads it. */
@@ -275,11 +283,20 @@ def stop(p, sig=signal.SIGTERM, timeout=5):
         p.wait()
 
 
-def run_session(d, shim, cipher, hide_ekm):
-    tag = cipher.lower() + ("-prf" if hide_ekm else "-ekm")
+# Variants of a session: how the client's IV_PROTO is trimmed, and what that gives.
+VARIANTS = {
+    "ekm": 0,  # stock behaviour: TLS-EKM keys, P_DATA_V2 with peer-id
+    "prf": 8,  # no IV_PROTO_TLS_KEY_EXPORT: legacy TLS1-PRF keys
+    "v1": 2,   # no IV_PROTO_DATA_V2: no peer-id pushed, P_DATA_V1 both ways
+}
+
+
+def run_session(d, shim, cipher, variant):
+    tag = f"{cipher.lower()}-{variant}"
     sd = os.path.join(d, tag)
     os.makedirs(sd)
-    verb = 9 if hide_ekm else 7
+    # verb 9 prints the key-method-2 key sources the PRF derivation needs.
+    verb = 9 if variant == "prf" else 7
     cfg = write_configs(d, cipher, verb)
     logs = {n: os.path.join(sd, f"{n}.log") for n in ("server", "client")}
     ekm_logs = {n: os.path.join(sd, f"{n}.ekm") for n in ("server", "client")}
@@ -294,8 +311,8 @@ def run_session(d, shim, cipher, hide_ekm):
         time.sleep(0.5)
         for name, ns in (("server", NS_SERVER), ("client", NS_CLIENT)):
             env = dict(os.environ, LD_PRELOAD=shim, CF_EKM_LOG=ekm_logs[name])
-            if hide_ekm and name == "client":
-                env["CF_HIDE_EKM"] = "1"
+            if VARIANTS[variant] and name == "client":
+                env["CF_IV_PROTO_CLEAR"] = str(VARIANTS[variant])
             with open(logs[name], "w") as out:
                 procs.append(subprocess.Popen(
                     ["ip", "netns", "exec", ns, "openvpn", "--config", cfg[name]],
@@ -420,16 +437,19 @@ def openvpn_key2_prf(pre_master, c_r1, s_r1, c_r2, s_r2, c_sid, s_sid):
 # ---------------------------------------------------------------------------------------
 
 
-def pick_packets(udp):
-    """A handful of P_DATA_V2 packets each way: the first ICMP-sized ones and keepalives."""
+def pick_packets(udp, opcode):
+    """A handful of data packets each way: the first ICMP-sized ones and keepalives."""
+    overhead = DATA_V2_OVERHEAD if opcode == P_DATA_V2 else DATA_V1_OVERHEAD
     picked = {"c2s": [], "s2c": []}
     counts = {d: {"icmp": 0, "ping": 0} for d in picked}
     for sport, dport, p in udp:
-        if not p or p[0] >> 3 != P_DATA_V2:
+        if p and p[0] >> 3 in (P_DATA_V1, P_DATA_V2) and p[0] >> 3 != opcode:
+            raise RuntimeError(f"unexpected data opcode {p[0] >> 3} in the capture")
+        if not p or p[0] >> 3 != opcode:
             continue
         d = "s2c" if sport == PORT else "c2s"
         # A 16-byte plaintext can only be the keepalive ping (an IPv4 header alone is 20).
-        kind = "ping" if len(p) == DATA_V2_OVERHEAD + len(KEEPALIVE_PING) else "icmp"
+        kind = "ping" if len(p) == overhead + len(KEEPALIVE_PING) else "icmp"
         limit = KEEP_PINGS if kind == "ping" else KEEP_ICMP
         if counts[d][kind] < limit:
             counts[d][kind] += 1
@@ -453,7 +473,8 @@ def session_ids(udp):
     return c, s
 
 
-def build_session(cipher, hide_ekm, logs, ekm_logs, pcap):
+def build_session(cipher, variant, logs, ekm_logs, pcap):
+    hide_ekm = variant == "prf"
     texts = {n: open(p, errors="replace").read() for n, p in logs.items()}
     udp = read_pcap(pcap)
     keylen = {"AES-128-GCM": 16, "AES-256-GCM": 32, "CHACHA20-POLY1305": 32}[cipher]
@@ -472,7 +493,9 @@ def build_session(cipher, hide_ekm, logs, ekm_logs, pcap):
     sess = {
         "cipher": cipher,
         "key_id": 0,
-        "peer_id": 0,
+        "format": "v1" if variant == "v1" else "v2",
+        # 2.6 uses the same peer-id both ways; with no peer-id pushed there is none.
+        "peer_id": None if variant == "v1" else 0,
         # The cipher key each side sent with, as its own log printed it (no implicit IV is
         # printed for AEAD ciphers; the IVs come from key2 and are proven by decryption).
         "logged_client_to_server_key": c2s.hex(),
@@ -526,7 +549,7 @@ def build_session(cipher, hide_ekm, logs, ekm_logs, pcap):
     # The split of openvpn-protocol.md 5.3 must reproduce what OpenVPN printed.
     if key2[0:keylen] != c2s or key2[128:128 + keylen] != s2c:
         raise RuntimeError(f"{cipher}: key2 split does not match the logged keys")
-    sess["packets"] = pick_packets(udp)
+    sess["packets"] = pick_packets(udp, P_DATA_V1 if variant == "v1" else P_DATA_V2)
     return sess
 
 
@@ -580,6 +603,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
+    # `timeout` and Ctrl-C: unwind through the finally blocks so nothing is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     ensure_tools()
     version = subprocess.run(["openvpn", "--version"], capture_output=True, text=True).stdout
     version = version.splitlines()[0] if version else "unknown"
@@ -591,11 +616,12 @@ def main():
         make_pki(d)
         shim = build_shim(d)
         ns_setup()
-        for cipher, hide in (("AES-256-GCM", False), ("AES-128-GCM", False),
-                             ("CHACHA20-POLY1305", False), ("AES-128-GCM", True)):
-            log(f"session {cipher} {'tls1-prf' if hide else 'tls-ekm'}")
-            _, logs, ekm_logs, pcap = run_session(d, shim, cipher, hide)
-            sessions.append(build_session(cipher, hide, logs, ekm_logs, pcap))
+        for cipher, variant in (("AES-256-GCM", "ekm"), ("AES-128-GCM", "ekm"),
+                                ("CHACHA20-POLY1305", "ekm"), ("AES-128-GCM", "prf"),
+                                ("CHACHA20-POLY1305", "v1")):
+            log(f"session {cipher} {variant}")
+            _, logs, ekm_logs, pcap = run_session(d, shim, cipher, variant)
+            sessions.append(build_session(cipher, variant, logs, ekm_logs, pcap))
     finally:
         ns_cleanup()
         if args.keep:
@@ -606,7 +632,7 @@ def main():
     kat = {
         "generator": "crypto/scripts/gen_openvpn_fixtures.py",
         "openvpn": version,
-        "note": "P_DATA_V2 packets captured between two stock OpenVPN processes (server and "
+        "note": "Data packets captured between two stock OpenVPN processes (server and "
                 "client, --disable-dco, keepalive 1 10, tls-crypt), with the key material they "
                 "used. Packet kinds: icmp = IPv4 ICMP echo, ping = keepalive.",
         "sessions": sessions,

@@ -1,18 +1,19 @@
 //! Known-answer tests from real stock OpenVPN 2.6 traffic.
 //!
-//! `tests/fixtures/openvpn_kat.json` holds P_DATA_V2 packets captured between two stock
-//! `openvpn` processes (one session per cipher, TLS-EKM key derivation, plus one session that
-//! fell back to the legacy TLS1-PRF), with the key material the processes used. It is made by
-//! `crypto/scripts/gen_openvpn_fixtures.py`. Every packet must decrypt with our crate, carry
-//! an IPv4 ICMP packet or the keepalive ping, and re-encrypt to the identical bytes.
+//! `tests/fixtures/openvpn_kat.json` holds data packets captured between two stock `openvpn`
+//! processes (P_DATA_V2 with TLS-EKM keys for each cipher, one session that fell back to the
+//! legacy TLS1-PRF, one that sent P_DATA_V1), with the key material the processes used. It is
+//! made by `crypto/scripts/gen_openvpn_fixtures.py`. Every packet must decrypt with our
+//! crate, carry an IPv4 ICMP packet or the keepalive ping, and re-encrypt to the identical
+//! bytes. `live_stock_openvpn` runs the script again (as root) and checks fresh traffic.
 
 use std::path::PathBuf;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use crypto::{
-    BatchAead, CipherKind, CpuBatch, DATA_V2_OVERHEAD, DataError, DataFormat, DecryptKey,
-    DirectionalKey, EncryptKey, KEEPALIVE_PING, Key2, KeyId, PeerId, Plaintext, Role, SendCounter,
-    Tls1PrfInputs, classify_plaintext,
+    BatchAead, CipherKind, CpuBatch, DATA_V1_OVERHEAD, DATA_V2_OVERHEAD, DataError, DataFormat,
+    DecryptKey, DirectionalKey, EncryptKey, KEEPALIVE_PING, Key2, KeyId, PeerId, Plaintext, Role,
+    SendCounter, Tls1PrfInputs, classify_plaintext,
 };
 use serde_json::Value;
 
@@ -55,7 +56,9 @@ struct Session {
     cipher: CipherKind,
     key2: Key2,
     key_id: KeyId,
-    peer_id: PeerId,
+    format: DataFormat,
+    /// None for P_DATA_V1 (no peer-id pushed).
+    peer_id: Option<PeerId>,
     packets: Vec<Packet>,
     raw: Value,
 }
@@ -90,7 +93,10 @@ fn session_key2(s: &Value) -> Key2 {
 }
 
 fn sessions() -> Vec<Session> {
-    let kat = fixture("openvpn_kat.json");
+    sessions_from(&fixture("openvpn_kat.json"))
+}
+
+fn sessions_from(kat: &Value) -> Vec<Session> {
     let list = kat["sessions"].as_array().expect("sessions array");
     list.iter()
         .map(|s| {
@@ -111,12 +117,18 @@ fn sessions() -> Vec<Session> {
                 })
                 .collect();
             Session {
-                name: format!("{} {}", s["cipher"], s["key_derivation"]),
+                name: format!("{} {} {}", s["cipher"], s["key_derivation"], s["format"]),
                 cipher,
                 key2: session_key2(s),
                 key_id: KeyId::new(s["key_id"].as_u64().expect("key_id") as u8).expect("key id"),
-                peer_id: PeerId::new(s["peer_id"].as_u64().expect("peer_id") as u32)
-                    .expect("peer id"),
+                format: match s["format"].as_str() {
+                    Some("v2") => DataFormat::V2,
+                    Some("v1") => DataFormat::V1,
+                    f => panic!("bad format {f:?}"),
+                },
+                peer_id: s["peer_id"]
+                    .as_u64()
+                    .map(|p| PeerId::new(p as u32).expect("peer id")),
                 packets,
                 raw: s.clone(),
             }
@@ -192,21 +204,38 @@ fn check_plaintext(s: &Session, p: &Packet, plain: &[u8]) {
     );
 }
 
-#[test]
-fn fixture_covers_every_cipher_both_derivations_and_keepalives() {
-    let all = sessions();
+/// Seals `plain` with `tx` in the session's format.
+fn seal(s: &Session, tx: &EncryptKey, plain: &[u8]) -> (Vec<u8>, crypto::Sealed) {
+    let over = s.format.overhead();
+    let mut out = vec![0u8; over + plain.len()];
+    out[over..].copy_from_slice(plain);
+    let sealed = match (s.format, s.peer_id) {
+        (DataFormat::V2, Some(peer)) => tx.seal_v2(peer, &mut out, plain.len()),
+        (DataFormat::V1, None) => tx.seal_v1(&mut out, plain.len()),
+        other => panic!("{}: inconsistent format/peer-id {other:?}", s.name),
+    }
+    .expect("seal");
+    (out, sealed)
+}
+
+fn check_coverage(all: &[Session]) {
     for c in CipherKind::ALL {
         assert!(
-            all.iter()
-                .any(|s| s.cipher == c && s.raw["key_derivation"] == "tls-ekm"),
-            "no EKM session for {c}"
+            all.iter().any(|s| s.cipher == c
+                && s.raw["key_derivation"] == "tls-ekm"
+                && s.format == DataFormat::V2),
+            "no EKM DATA_V2 session for {c}"
         );
     }
     assert!(
         all.iter().any(|s| s.raw["key_derivation"] == "tls1-prf"),
         "no TLS1-PRF session"
     );
-    for s in &all {
+    assert!(
+        all.iter().any(|s| s.format == DataFormat::V1),
+        "no DATA_V1 session"
+    );
+    for s in all {
         for dir in [Dir::ClientToServer, Dir::ServerToClient] {
             let n = |ka: bool| {
                 s.packets
@@ -222,9 +251,8 @@ fn fixture_covers_every_cipher_both_derivations_and_keepalives() {
 
 /// The key split of openvpn-protocol.md §5.3 reproduces the cipher keys each stock process
 /// printed as its own outgoing key.
-#[test]
-fn key_split_matches_what_openvpn_logged() {
-    for s in sessions() {
+fn check_key_split(all: &[Session]) {
+    for s in all {
         let (c_enc, c_dec) = s.key2.data_keys(Role::Client, s.cipher).unwrap();
         let (s_enc, s_dec) = s.key2.data_keys(Role::Server, s.cipher).unwrap();
         let c2s = hexfield(&s.raw, "logged_client_to_server_key");
@@ -239,11 +267,10 @@ fn key_split_matches_what_openvpn_logged() {
 }
 
 /// Our TLS1-PRF derivation from the live key-method-2 inputs gives the key2 that the Python
-/// PRF computed (and both give the keys OpenVPN used, proven by decryption below).
-#[test]
-fn live_tls1_prf_session_matches_python() {
+/// PRF computed (and both give the keys OpenVPN used, proven by decryption).
+fn check_prf(all: &[Session]) {
     let mut seen = 0;
-    for s in sessions() {
+    for s in all {
         if s.raw["key_derivation"] == "tls1-prf" {
             assert_eq!(
                 &s.key2.as_bytes()[..],
@@ -257,25 +284,23 @@ fn live_tls1_prf_session_matches_python() {
     assert!(seen > 0);
 }
 
-/// Every captured packet opens with our crate, in capture order per direction, and the
-/// plaintext is what the stock peer sent.
-#[test]
-fn captured_packets_decrypt() {
-    for s in sessions() {
+/// Every captured packet opens with our crate, in capture order per direction, the plaintext
+/// is what the stock peer sent, and the same packet again is a replay.
+fn check_decrypt(all: &[Session]) {
+    for s in all {
         for dir in [Dir::ClientToServer, Dir::ServerToClient] {
-            let (_, dec) = keys_for(&s, dir);
+            let (_, dec) = keys_for(s, dir);
             let rx = DecryptKey::new(s.key_id, &dec, 64).unwrap();
             for p in s.packets.iter().filter(|p| p.dir == dir) {
                 let mut buf = p.wire.clone();
                 let o = rx
                     .open(&mut buf)
                     .unwrap_or_else(|e| panic!("{} {dir:?}: {e}", s.name));
-                assert_eq!(o.header.format, DataFormat::V2);
+                assert_eq!(o.header.format, s.format);
                 assert_eq!(o.header.key_id, s.key_id);
-                assert_eq!(o.header.peer_id, Some(s.peer_id));
-                assert_eq!(o.payload, DATA_V2_OVERHEAD..p.wire.len());
-                check_plaintext(&s, p, &buf[o.payload.clone()]);
-                // The same packet again is a replay.
+                assert_eq!(o.header.peer_id, s.peer_id);
+                assert_eq!(o.payload, s.format.overhead()..p.wire.len());
+                check_plaintext(s, p, &buf[o.payload.clone()]);
                 let mut again = p.wire.clone();
                 assert_eq!(
                     rx.open(&mut again),
@@ -288,22 +313,17 @@ fn captured_packets_decrypt() {
 
 /// Re-encrypting each plaintext with a counter positioned at the captured packet-id gives
 /// the captured bytes exactly: header, packet-id, tag and ciphertext.
-#[test]
-fn re_encryption_is_byte_identical() {
-    for s in sessions() {
+fn check_reencrypt(all: &[Session]) {
+    for s in all {
         for p in &s.packets {
-            let (enc, dec) = keys_for(&s, p.dir);
+            let (enc, dec) = keys_for(s, p.dir);
             let rx = DecryptKey::new(s.key_id, &dec, 64).unwrap();
             let mut buf = p.wire.clone();
             let o = rx.open(&mut buf).unwrap();
             let pid = o.header.packet_id;
             let tx = EncryptKey::with_counter(s.key_id, &enc, SendCounter::starting_after(pid - 1))
                 .unwrap();
-            let mut out = vec![0u8; p.wire.len()];
-            out[DATA_V2_OVERHEAD..].copy_from_slice(&buf[o.payload.clone()]);
-            let sealed = tx
-                .seal_v2(s.peer_id, &mut out, o.payload.len())
-                .expect("seal");
+            let (out, sealed) = seal(s, &tx, &buf[o.payload.clone()]);
             assert_eq!(sealed.packet_id, pid);
             assert_eq!(sealed.len, p.wire.len());
             assert!(!sealed.rotate_now);
@@ -312,13 +332,12 @@ fn re_encryption_is_byte_identical() {
     }
 }
 
-/// The batch path (reserve/prepare_v2/CpuBatch, prepare_open/CpuBatch/finish_open) gives the
-/// same bytes on the captured traffic.
-#[test]
-fn batch_path_on_captured_traffic() {
-    for s in sessions() {
+/// The batch path (prepare_open/CpuBatch/finish_open; reserve/prepare_v2/CpuBatch for V2)
+/// gives the same results on the captured traffic.
+fn check_batch(all: &[Session]) {
+    for s in all {
         for dir in [Dir::ClientToServer, Dir::ServerToClient] {
-            let (enc, dec) = keys_for(&s, dir);
+            let (enc, dec) = keys_for(s, dir);
             let rx = DecryptKey::new(s.key_id, &dec, 64).unwrap();
             let pkts: Vec<&Packet> = s.packets.iter().filter(|p| p.dir == dir).collect();
             let mut bufs: Vec<Vec<u8>> = pkts.iter().map(|p| p.wire.clone()).collect();
@@ -338,8 +357,11 @@ fn batch_path_on_captured_traffic() {
                 plains.push((h.packet_id, b[range].to_vec()));
             }
             for (p, (_, plain)) in pkts.iter().zip(&plains) {
-                check_plaintext(&s, p, plain);
+                check_plaintext(s, p, plain);
             }
+            let Some(peer) = s.peer_id else {
+                continue; // the batch seal path is DATA_V2 only
+            };
             // Re-seal each run of consecutive packet-ids as one batch: one reservation,
             // prepare_v2 per packet, one CpuBatch call.
             let mut start = 0;
@@ -371,7 +393,7 @@ fn batch_path_on_captured_traffic() {
                     .zip(r.ids.clone())
                     .map(|(out, id)| {
                         let len = out.len() - DATA_V2_OVERHEAD;
-                        tx.prepare_v2(s.peer_id, id as u32, out, len).unwrap()
+                        tx.prepare_v2(peer, id as u32, out, len).unwrap()
                     })
                     .collect();
                 CpuBatch.seal(&mut ops);
@@ -387,18 +409,26 @@ fn batch_path_on_captured_traffic() {
 }
 
 /// RustCrypto, an implementation independent of ring, decrypts the captured packets with the
-/// nonce and AAD layout of openvpn-protocol.md §6.1 to the same plaintext.
-#[test]
-fn rustcrypto_oracle_decrypts_captures() {
-    for s in sessions() {
+/// nonce and AAD layout of openvpn-protocol.md §6.1/§6.2 (V2: AAD = header and packet-id;
+/// V1: AAD = packet-id only) to the same plaintext.
+fn check_oracle(all: &[Session]) {
+    for s in all {
         for p in &s.packets {
-            let (_, dec) = keys_for(&s, p.dir);
+            let (_, dec) = keys_for(s, p.dir);
+            let (pid_at, over) = match s.format {
+                DataFormat::V2 => (4, DATA_V2_OVERHEAD),
+                DataFormat::V1 => (1, DATA_V1_OVERHEAD),
+            };
+            let pid = &p.wire[pid_at..pid_at + 4];
             let mut nonce = [0u8; 12];
-            nonce[..4].copy_from_slice(&p.wire[4..8]);
+            nonce[..4].copy_from_slice(pid);
             nonce[4..].copy_from_slice(dec.implicit_iv());
-            let aad = &p.wire[..8];
-            let tag = &p.wire[8..24];
-            let mut data = p.wire[24..].to_vec();
+            let aad = match s.format {
+                DataFormat::V2 => &p.wire[..8],
+                DataFormat::V1 => pid,
+            };
+            let tag = &p.wire[over - 16..over];
+            let mut data = p.wire[over..].to_vec();
             let res = match s.cipher {
                 CipherKind::Aes128Gcm => aes_gcm::Aes128Gcm::new_from_slice(dec.key())
                     .unwrap()
@@ -413,31 +443,115 @@ fn rustcrypto_oracle_decrypts_captures() {
                 }
             };
             res.unwrap_or_else(|_| panic!("{}: oracle rejected a captured packet", s.name));
-            check_plaintext(&s, p, &data);
+            check_plaintext(s, p, &data);
         }
     }
 }
 
-/// A captured packet with any single bit flipped is refused with a typed error.
+/// A captured packet with any single bit flipped is refused with a typed error (V1's opcode
+/// byte is not authenticated, but a flipped key-id or opcode still cannot pass).
+fn check_tamper(all: &[Session]) {
+    for s in all {
+        let p = &s.packets[0];
+        let (_, dec) = keys_for(s, p.dir);
+        for bit in 0..p.wire.len() * 8 {
+            let rx = DecryptKey::new(s.key_id, &dec, 64).unwrap();
+            let mut t = p.wire.clone();
+            t[bit / 8] ^= 1 << (bit % 8);
+            let e = rx.open(&mut t).expect_err("tampered packet accepted");
+            assert!(
+                matches!(
+                    e,
+                    DataError::TagMismatch
+                        | DataError::UnknownKeyId(_)
+                        | DataError::WrongOpcode(_)
+                        | DataError::ZeroPacketId
+                        | DataError::TooShort { .. }
+                ),
+                "{} bit {bit}: {e:?}",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn fixture_covers_ciphers_derivations_formats_and_keepalives() {
+    check_coverage(&sessions());
+}
+
+#[test]
+fn key_split_matches_what_openvpn_logged() {
+    check_key_split(&sessions());
+}
+
+#[test]
+fn live_tls1_prf_session_matches_python() {
+    check_prf(&sessions());
+}
+
+#[test]
+fn captured_packets_decrypt() {
+    check_decrypt(&sessions());
+}
+
+#[test]
+fn re_encryption_is_byte_identical() {
+    check_reencrypt(&sessions());
+}
+
+#[test]
+fn batch_path_on_captured_traffic() {
+    check_batch(&sessions());
+}
+
+#[test]
+fn rustcrypto_oracle_decrypts_captures() {
+    check_oracle(&sessions());
+}
+
 #[test]
 fn tampered_captures_are_refused() {
-    let s = &sessions()[0];
-    let p = &s.packets[0];
-    let (_, dec) = keys_for(s, p.dir);
-    for bit in 0..p.wire.len() * 8 {
-        let rx = DecryptKey::new(s.key_id, &dec, 64).unwrap();
-        let mut t = p.wire.clone();
-        t[bit / 8] ^= 1 << (bit % 8);
-        let e = rx.open(&mut t).expect_err("tampered packet accepted");
-        assert!(
-            matches!(
-                e,
-                DataError::TagMismatch
-                    | DataError::UnknownKeyId(_)
-                    | DataError::WrongOpcode(_)
-                    | DataError::ZeroPacketId
-            ),
-            "bit {bit}: {e:?}"
-        );
+    check_tamper(&sessions());
+}
+
+/// Runs the fixture generator against the stock `openvpn` on this machine (root: network
+/// namespaces; it installs openvpn/tcpdump/gcc with apt-get when missing) and runs every
+/// check above on the fresh capture. Skips loudly when not root or without python3.
+#[test]
+fn live_stock_openvpn() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED live_stock_openvpn: needs root (network namespaces)");
+        return;
     }
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED live_stock_openvpn: python3 not found");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("dco-crypto-live-kat-{}", std::process::id()));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/gen_openvpn_fixtures.py");
+    let status = std::process::Command::new("timeout")
+        .args(["300", "python3"])
+        .arg(&script)
+        .arg("--out")
+        .arg(&dir)
+        .status()
+        .expect("run the fixture generator");
+    assert!(status.success(), "fixture generator failed: {status}");
+    let text = std::fs::read_to_string(dir.join("openvpn_kat.json")).expect("fresh fixture");
+    let _ = std::fs::remove_dir_all(&dir);
+    let all = sessions_from(&serde_json::from_str(&text).expect("JSON"));
+    check_coverage(&all);
+    check_key_split(&all);
+    check_prf(&all);
+    check_decrypt(&all);
+    check_reencrypt(&all);
+    check_batch(&all);
+    check_oracle(&all);
+    check_tamper(&all);
 }

@@ -50,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
             0 | 1 => {
                 let len = usize::from(next().unwrap_or(0)) * 8 + usize::from(cmd >> 5);
                 let v1 = cmd & 4 != 0;
-                let over = if v1 { DATA_V1_OVERHEAD } else { DATA_V2_OVERHEAD };
+                let over = if v1 {
+                    DATA_V1_OVERHEAD
+                } else {
+                    DATA_V2_OVERHEAD
+                };
                 let plain: Vec<u8> = (0..len).map(|i| (i as u8) ^ cmd).collect();
                 let mut buf = vec![0u8; over + len];
                 buf[over..].copy_from_slice(&plain);
@@ -68,14 +72,30 @@ fuzz_target!(|data: &[u8]| {
                 }
                 // Deliver it now unless told to hold it back.
                 if cmd & 8 == 0 {
-                    deliver(&rx, &sent, sent.len().wrapping_sub(1), None, window, &mut accepted, &mut highest);
+                    deliver(
+                        &rx,
+                        &sent,
+                        sent.len().wrapping_sub(1),
+                        None,
+                        window,
+                        &mut accepted,
+                        &mut highest,
+                    );
                 }
             }
             // Deliver an earlier packet again (reordering or duplicate).
             2 => {
                 let pick = usize::from(next().unwrap_or(0));
                 if !sent.is_empty() {
-                    deliver(&rx, &sent, pick % sent.len(), None, window, &mut accepted, &mut highest);
+                    deliver(
+                        &rx,
+                        &sent,
+                        pick % sent.len(),
+                        None,
+                        window,
+                        &mut accepted,
+                        &mut highest,
+                    );
                 }
             }
             // Deliver an altered copy of an earlier packet.
@@ -84,7 +104,15 @@ fuzz_target!(|data: &[u8]| {
                 let at = usize::from(next().unwrap_or(0)) | usize::from(next().unwrap_or(0)) << 8;
                 let flip = next().unwrap_or(1).max(1);
                 if !sent.is_empty() {
-                    deliver(&rx, &sent, pick % sent.len(), Some((at, flip, cmd & 4 != 0)), window, &mut accepted, &mut highest);
+                    deliver(
+                        &rx,
+                        &sent,
+                        pick % sent.len(),
+                        Some((at, flip, cmd & 4 != 0)),
+                        window,
+                        &mut accepted,
+                        &mut highest,
+                    );
                 }
             }
         }
