@@ -397,3 +397,78 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Reservations hand out consecutive, disjoint ids in 1..=u32::MAX, raise the rotate
+    /// signal exactly once (on the reservation holding 2^31), and once the space is used up
+    /// every later call is refused.
+    #[test]
+    fn send_counter_never_reuses(start in prop_oneof![
+                                     Just(0u32),
+                                     (crypto::ROTATE_THRESHOLD - 300)..(crypto::ROTATE_THRESHOLD + 10),
+                                     (u32::MAX - 300)..=u32::MAX],
+                                 sizes in prop::collection::vec(0u32..40, 1..40)) {
+        let c = SendCounter::starting_after(start);
+        let mut next = u64::from(start) + 1;
+        let mut rotations = 0;
+        let mut exhausted = false;
+        for n in sizes {
+            match c.reserve(n) {
+                Ok(r) => {
+                    prop_assert!(!exhausted, "ids handed out after exhaustion");
+                    prop_assert_eq!(r.ids.start, next);
+                    prop_assert!(r.ids.end > r.ids.start);
+                    prop_assert!(r.ids.end - r.ids.start <= u64::from(n.max(1)));
+                    prop_assert!(r.ids.end <= u64::from(u32::MAX) + 1);
+                    let t = u64::from(crypto::ROTATE_THRESHOLD);
+                    prop_assert_eq!(r.rotate_now, r.ids.contains(&t));
+                    rotations += usize::from(r.rotate_now);
+                    next = r.ids.end;
+                }
+                Err(e) => {
+                    prop_assert_eq!(e, DataError::PacketIdExhausted);
+                    prop_assert_eq!(next, u64::from(u32::MAX) + 1);
+                    exhausted = true;
+                }
+            }
+        }
+        prop_assert!(rotations <= 1);
+        prop_assert_eq!(c.used(), (next - 1).min(u64::from(u32::MAX)));
+    }
+}
+
+/// Workers racing for the last ids of a key: every id up to u32::MAX is handed out exactly
+/// once, and nothing after.
+#[test]
+fn send_counter_exhaustion_under_contention() {
+    use std::sync::Arc;
+    let c = Arc::new(SendCounter::starting_after(u32::MAX - 10_000));
+    let handles: Vec<_> = (0..4u32)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    match c.reserve(1 + t * 3) {
+                        Ok(r) => got.extend(r.ids),
+                        Err(e) => {
+                            assert_eq!(e, DataError::PacketIdExhausted);
+                            break;
+                        }
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    let want: Vec<u64> = (u64::from(u32::MAX) - 9_999..=u64::from(u32::MAX)).collect();
+    assert_eq!(all, want);
+    assert_eq!(c.used(), u64::from(u32::MAX));
+}
