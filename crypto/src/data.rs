@@ -4,6 +4,8 @@
 
 use std::ops::Range;
 
+use zeroize::Zeroize;
+
 use crate::aead::{AeadKey, NONCE_LEN, TAG_LEN};
 use crate::batch::AeadOp;
 use crate::cipher::CipherKind;
@@ -42,7 +44,7 @@ pub struct Opened {
 }
 
 /// A key that encrypts one direction, with its own packet-id counter. Shared by all workers.
-#[derive(Debug)]
+/// The implicit IV is wiped on drop (the AEAD key wipes itself); `Debug` shows neither.
 pub struct EncryptKey {
     key_id: KeyId,
     aead: AeadKey,
@@ -175,8 +177,8 @@ impl EncryptKey {
     }
 }
 
-/// A key that decrypts one direction, with its replay window.
-#[derive(Debug)]
+/// A key that decrypts one direction, with its replay window. The implicit IV is wiped on
+/// drop (the AEAD key wipes itself); `Debug` shows neither.
 pub struct DecryptKey {
     key_id: KeyId,
     aead: AeadKey,
@@ -286,6 +288,38 @@ impl DecryptKey {
         }
         self.replay.check_and_set(header.packet_id)?;
         Ok(header.format.overhead()..pkt_len)
+    }
+}
+
+impl Drop for EncryptKey {
+    fn drop(&mut self) {
+        self.implicit_iv.zeroize();
+    }
+}
+
+impl Drop for DecryptKey {
+    fn drop(&mut self) {
+        self.implicit_iv.zeroize();
+    }
+}
+
+impl std::fmt::Debug for EncryptKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptKey")
+            .field("key_id", &self.key_id)
+            .field("aead", &self.aead)
+            .field("packets_sent", &self.counter.used())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DecryptKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptKey")
+            .field("key_id", &self.key_id)
+            .field("aead", &self.aead)
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
     }
 }
 
