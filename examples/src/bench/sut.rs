@@ -137,6 +137,7 @@ pub fn systems(
     kinds: &[SystemKind],
     ciphers: &[String],
     dco_bin_dir: &Path,
+    workers: Option<usize>,
     boringtun: Arc<Boringtun>,
 ) -> Vec<Box<dyn Sut>> {
     let mut out: Vec<Box<dyn Sut>> = Vec::new();
@@ -149,6 +150,7 @@ pub fn systems(
                         kind,
                         cipher: c.clone(),
                         bin_dir: dco_bin_dir.to_path_buf(),
+                        workers,
                         ours_ok: Default::default(),
                     }));
                 }
@@ -208,6 +210,8 @@ pub struct OpenvpnSut {
     kind: SystemKind,
     cipher: String,
     bin_dir: PathBuf,
+    /// `--workers` for our daemons (None: theirs, one per core).
+    workers: Option<usize>,
     ours_ok: std::sync::OnceLock<Result<(), String>>,
 }
 
@@ -239,6 +243,16 @@ pub fn ours_available(bin_dir: &Path) -> Result<(), String> {
 impl OpenvpnSut {
     fn ours_bin(&self) -> PathBuf {
         self.bin_dir.join("dco-control")
+    }
+
+    /// `dco-control` arguments for config `conf`.
+    fn ours_args(&self, conf: &Path) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--config".into(), conf.into()];
+        if let Some(w) = self.workers {
+            a.push("--workers".into());
+            a.push(w.to_string().into());
+        }
+        a
     }
 
     fn tunnel_net(&self) -> (Ipv4Addr, u16) {
@@ -334,10 +348,13 @@ impl Sut for OpenvpnSut {
         let tag = self.kind.id();
         let server = if ours {
             let conf = scfg.write(work, &format!("{tag}-server"))?;
+            e2e::make_world_readable(work);
+            let args = self.ours_args(&conf);
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             Peer::Ours(Daemon::spawn(
                 &topo.server_ns,
                 &self.ours_bin(),
-                &["--config".as_ref(), conf.as_os_str()],
+                &args,
                 work,
                 &format!("{tag}-server"),
             )?)
@@ -352,10 +369,13 @@ impl Sut for OpenvpnSut {
         };
         let client = if self.kind == SystemKind::OursOurs {
             let conf = ccfg.write(work, &format!("{tag}-client"))?;
+            e2e::make_world_readable(work);
+            let args = self.ours_args(&conf);
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             Peer::Ours(Daemon::spawn(
                 &topo.client_ns,
                 &self.ours_bin(),
-                &["--config".as_ref(), conf.as_os_str()],
+                &args,
                 work,
                 &format!("{tag}-client"),
             )?)
