@@ -45,6 +45,5 @@ cargo build --release -p dco-control -p dco-daemon -p dco-examples --bin dco-con
   --bin dco-daemon --bin dco-demo
 
 target=${CARGO_TARGET_DIR:-target}
-# The demo bounds itself (--time-limit, default 110 s); this is the backstop.
-exec timeout --signal=INT --kill-after=20 300 "$target/release/dco-demo" \
-  --bin-dir "$target/release" "$@"
+# The demo bounds itself: --time-limit (default 110 s), then a forced cleanup and exit.
+exec "$target/release/dco-demo" --bin-dir "$target/release" "$@"

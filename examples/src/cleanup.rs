@@ -10,10 +10,11 @@
 //! 2. if the main thread has not finished after a grace period, it deletes the namespaces
 //!    and directories itself and exits (130 after a signal, 124 after the time limit).
 //!
-//! The signal handler itself only sets a flag ([`crate::bench::signal`]); a second Ctrl-C
-//! gets the default action, and the next run's stale-namespace sweep removes leftovers.
+//! The signal handler itself only sets a flag ([`crate::bench::signal`]); further signals
+//! change nothing, so a doubled Ctrl-C cannot kill the process in the middle of its cleanup.
+//! (SIGKILL still can; the next run's stale-namespace sweep removes what is left then.)
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -105,6 +106,7 @@ pub fn install(limit: Duration, grace: Duration) {
             kill_namespace_processes();
             for ns in lock(&NETNS).iter() {
                 let _ = run(Command::new("ip").args(["netns", "del", ns]));
+                remove_socket_dir(ns);
             }
             for d in lock(&DIRS).iter() {
                 let _ = std::fs::remove_dir_all(d);
@@ -141,6 +143,14 @@ fn kill_namespace_processes() {
         if sig == libc::SIGTERM {
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+}
+
+/// Removes `/run/dco/<ns>` when it is empty. Our daemon puts its IPC socket there inside a
+/// named namespace and removes the socket, not the directory, when it stops.
+pub fn remove_socket_dir(ns: &str) {
+    if !ns.is_empty() && !ns.contains('/') && !ns.starts_with('.') {
+        let _ = std::fs::remove_dir(Path::new("/run/dco").join(ns));
     }
 }
 

@@ -134,10 +134,14 @@ pub fn run(cfg: &DemoConfig, report: &mut DemoReport) -> Result<()> {
     ));
 
     next("creating two network namespaces joined by a veth pair");
+    // Declared before the namespaces, so dropped after them, also on an early return.
+    let mut socket_dirs = SocketDirs::default();
     let server_ns = Netns::new(&cfg.prefix)?;
     cleanup::register_netns(server_ns.name());
+    socket_dirs.0.push(server_ns.name().into());
     let client_ns = Netns::new(&cfg.prefix)?;
     cleanup::register_netns(client_ns.name());
+    socket_dirs.0.push(client_ns.name().into());
     let link = VethPair::new(&server_ns, &client_ns, &VethConfig::default())?;
     detail(&format!(
         "server side: netns {} {} {}/24",
@@ -236,6 +240,18 @@ pub fn run(cfg: &DemoConfig, report: &mut DemoReport) -> Result<()> {
     drop(pki);
     drop(work);
     result
+}
+
+/// Removes our daemons' socket directories of the namespaces it holds when dropped.
+#[derive(Default)]
+struct SocketDirs(Vec<String>);
+
+impl Drop for SocketDirs {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            cleanup::remove_socket_dir(ns);
+        }
+    }
 }
 
 /// The IPC socket path our daemon uses for `ifname` inside `ns`: control-ipc's default in a
@@ -640,10 +656,19 @@ mod tests {
         // Every table line has the same width.
         let w = lines[0].chars().count();
         assert!(lines[..4].iter().all(|l| l.chars().count() == w), "{t}");
-        assert!(lines[2].contains("1000/900") && lines[2].contains("| replay 2 |"));
-        assert!(lines[2].contains(" 2/0 |"));
-        assert!(lines[2].contains("  812 |") && lines[2].contains(" 1234 |"));
-        assert!(lines[3].contains(" – |") && lines[3].ends_with(" – |"));
+        assert!(
+            lines[2].contains("1000/900") && lines[2].contains("| replay 2 "),
+            "{t}"
+        );
+        assert!(lines[2].contains(" 2/0 |"), "{t}");
+        assert!(
+            lines[2].contains("  812 |") && lines[2].contains(" 1234 |"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains(" – |") && lines[3].trim_end_matches(['|', ' ']).ends_with('–'),
+            "{t}"
+        );
         assert_eq!(lines[4], "ours (dco-control): FAILED: ping failed");
     }
 }

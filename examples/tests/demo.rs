@@ -47,6 +47,17 @@ fn temp_dirs_with(prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Directories our daemons made under /run/dco for namespaces of `prefix`.
+fn socket_dirs_with(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/dco")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect()
+}
+
 fn demo() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dco-demo"));
     cmd.arg("--bin-dir").arg(e2e::bin_dir());
@@ -224,6 +235,14 @@ fn demo_cleans_up_when_interrupted() -> anyhow::Result<()> {
         .filter(|n| n.contains(&ours))
         .collect();
     assert!(dirs.is_empty(), "directories left behind: {dirs:?}");
+    let run_dirs: Vec<String> = socket_dirs_with("dmi")
+        .into_iter()
+        .filter(|n| n.contains(&ours))
+        .collect();
+    assert!(
+        run_dirs.is_empty(),
+        "socket directories left behind: {run_dirs:?}"
+    );
     let left = processes_mentioning(&work);
     assert!(left.is_empty(), "processes left behind: {left:?}");
     Ok(())

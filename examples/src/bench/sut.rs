@@ -51,6 +51,16 @@ impl Topology {
     }
 }
 
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Every system is stopped by now; our daemons leave their (empty) socket
+        // directories behind.
+        for ns in [&self.server_ns, &self.client_ns] {
+            crate::cleanup::remove_socket_dir(ns.name());
+        }
+    }
+}
+
 /// Which implementation pair a system is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemKind {
@@ -299,6 +309,37 @@ impl RunningSut for OpenvpnRunning {
         pids.sort_unstable();
         pids.dedup();
         pids
+    }
+}
+
+impl Drop for OpenvpnRunning {
+    fn drop(&mut self) {
+        // Client first, then server (SIGTERM, then SIGKILL after 5 s).
+        self.peers.clear();
+        // Our dco-control leaves its dco-daemon to notice that it is gone (it polls), so
+        // wait for every dco-* process here: the next system must not find the old daemon
+        // still holding the UDP port and the IPC socket.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<u32> = self
+                .ns_names
+                .iter()
+                .flat_map(|ns| ns_pids_named(ns, "dco-"))
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                for p in left {
+                    // SAFETY: kill(2) on a pid found in one of the bench's own namespaces.
+                    unsafe {
+                        libc::kill(p as i32, libc::SIGKILL);
+                    }
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
