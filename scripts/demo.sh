@@ -44,6 +44,6 @@ echo "demo.sh: building release binaries (dco-control, dco-daemon, dco-demo)" >&
 cargo build --release -p dco-control -p dco-daemon -p dco-examples --bin dco-control \
   --bin dco-daemon --bin dco-demo
 
-target=${CARGO_TARGET_DIR:-target}
+target=$(realpath "${CARGO_TARGET_DIR:-target}")
 # The demo bounds itself: --time-limit (default 110 s), then a forced cleanup and exit.
 exec "$target/release/dco-demo" --bin-dir "$target/release" "$@"

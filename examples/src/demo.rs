@@ -159,6 +159,8 @@ pub fn run(cfg: &DemoConfig, report: &mut DemoReport) -> Result<()> {
     next("generating a throwaway PKI (EC P-256 CA, server and client certificates, tls-crypt key)");
     let work = TempDir::new(&format!("{}-demo", cfg.prefix))?;
     cleanup::register_dir(work.path().to_path_buf());
+    // Dropped before `work`: the logs are copied out on every path, failures included.
+    let keep = KeepLogs(cfg.keep_logs.clone(), work.path().to_path_buf());
     let t = Instant::now();
     let pki = Pki::new(&cfg.prefix, KeyAlgo::EcP256)?;
     cleanup::register_dir(pki.dir().to_path_buf());
@@ -228,15 +230,13 @@ pub fn run(cfg: &DemoConfig, report: &mut DemoReport) -> Result<()> {
         Ok(())
     })();
 
-    if let Some(dir) = &cfg.keep_logs {
-        keep_logs(work.path(), dir);
-    }
     next("cleaning up (processes, namespaces, PKI)");
     drop(server_ipc);
     drop(server);
     drop(link);
     drop(client_ns);
     drop(server_ns);
+    drop(keep);
     drop(pki);
     drop(work);
     result
@@ -511,6 +511,17 @@ fn openvpn_version() -> String {
     match (words.next(), words.next()) {
         (Some(name), Some(ver)) => format!("{name} {ver}"),
         _ => "OpenVPN (version unknown)".into(),
+    }
+}
+
+/// Copies the work directory's files to the first path (if any) when dropped.
+struct KeepLogs(Option<PathBuf>, PathBuf);
+
+impl Drop for KeepLogs {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            keep_logs(&self.1, dir);
+        }
     }
 }
 

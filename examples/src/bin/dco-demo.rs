@@ -79,6 +79,8 @@ fn main_inner(cli: Cli) -> Result<()> {
         }
     }
     let bin_dir = cli.bin_dir.clone().unwrap_or_else(default_bin_dir);
+    // Our processes run with the work directory as their cwd: make the path absolute.
+    let bin_dir = std::fs::canonicalize(&bin_dir).unwrap_or(bin_dir);
     // The harness starts our binaries from $DCO_BIN_DIR.
     // SAFETY: no other thread exists yet (the cleanup watcher starts below), so nothing can
     // read the environment concurrently.
