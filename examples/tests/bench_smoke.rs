@@ -76,11 +76,22 @@ fn bench_smoke_mode_measures_and_cleans_up() -> anyhow::Result<()> {
         summary.contains("| stock 2.6 ↔ stock 2.6 AES-256-GCM |") && summary.contains("×1.00"),
         "{summary}"
     );
-    if dco_examples::bench::sut::ours_available(&e2e_root().join("target/release")).is_err() {
+    let ours = dco_examples::bench::sut::ours_available(&e2e_root().join("target/release"));
+    if ours.is_err() {
         assert!(
             summary.contains("not available yet"),
             "ours must be reported as unavailable:\n{summary}"
         );
+    } else {
+        // Our server with the stock client, and ours on both ends, moved data.
+        for sys in ["stock-ours/AES-256-GCM", "ours/AES-256-GCM"] {
+            for test in ["tcp1-up", "tcp4-down", "udp-up"] {
+                let s = find(sys, test)
+                    .unwrap_or_else(|| panic!("no successful {sys} {test} sample in\n{csv}"));
+                assert!(s["mbps"].as_f64().is_some_and(|v| v > 0.0), "{s}");
+                assert!(s["cpu_cores"].as_f64().is_some_and(|v| v > 0.0), "{s}");
+            }
+        }
     }
     let svg = std::fs::read_to_string(out.path().join("chart.svg"))?;
     assert!(
@@ -128,11 +139,26 @@ fn bench_smoke_mode_measures_and_cleans_up() -> anyhow::Result<()> {
             "no packets delivered for {sys}: {pps}"
         );
     }
-    if dco_examples::bench::sut::ours_available(&e2e_root().join("target/release")).is_err() {
+    if ours.is_err() {
         assert!(
-            stdout.contains("ours forward: not available yet"),
+            stdout.contains("- ours forward: not available yet"),
             "{stdout}"
         );
+    } else {
+        // Both directions through our daemon, with 1 and 2 workers; the daemon's own
+        // counters agree with what arrived (every delivered packet passed through it).
+        for dir in ["forward", "reverse"] {
+            for w in [1, 2] {
+                let s = samples
+                    .iter()
+                    .find(|s| s["system"] == "ours" && s["direction"] == dir && s["workers"] == w)
+                    .unwrap_or_else(|| panic!("no ours {dir} w={w} sample: {pps}"));
+                let delivered = s["delivered"].as_u64().unwrap_or(0);
+                assert!(delivered > 0, "{s}");
+                let d = &s["daemon"]["data"][if dir == "forward" { 0 } else { 1 }];
+                assert!(d.as_u64().is_some_and(|v| v >= delivered), "{s}");
+            }
+        }
     }
     assert!(
         namespaces_with("hbsm").is_empty(),

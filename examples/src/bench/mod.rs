@@ -3,6 +3,7 @@
 pub mod datav2;
 pub mod machine;
 pub mod pps;
+pub mod pps_ours;
 pub mod progress;
 pub mod report;
 pub mod runner;

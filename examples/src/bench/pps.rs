@@ -1,18 +1,20 @@
 //! The packet-rate benchmark: a generator blasts UDP datagrams with `sendmmsg` for a fixed
-//! time and the tool counts, from interface counters, what came out on the far side.
+//! time and the tool counts what came out on the far side.
 //!
 //! Directions:
 //! - `reverse` (TUN → encrypt → wire): plain UDP sent from the server namespace to the
-//!   client's tunnel address enters the server's TUN device; the server encrypts and sends;
-//!   delivered = packets arriving on the client's veth end.
+//!   client's tunnel address enters the server's TUN device; the server encrypts and sends.
 //! - `forward` (wire → decrypt → TUN): pre-encrypted P_DATA_V2 packets for a configured
-//!   peer, sent from the client namespace straight at the server's UDP port; delivered =
-//!   packets the server writes to its TUN device. The packets come from
-//!   [`super::datav2::DataV2Source`]; the server must hold the same peer and key, which only
-//!   our daemon allows (through ovpnctl), so until that is wired it is reported as not
-//!   available.
+//!   peer, sent from the client namespace straight at the server's UDP port; the server
+//!   decrypts and writes them to its TUN device. The packets come from
+//!   [`super::datav2::DataV2Source`]; only our daemon lets the bench install the peer and
+//!   key for them ([`super::pps_ours`]), so this direction exists for `ours` only.
 //! - `underlay`: the same generator against the bare veth pair, to show the generator's
 //!   own ceiling.
+//!
+//! Counting: for `underlay` and `stock`, packets arriving on the far veth end (interface
+//! counters; neither sends GSO super-packets); for `ours`, packets reaching the receiving
+//! socket (see [`super::pps_ours`]), with the daemon's own counters beside them.
 
 use anyhow::{Context, Result};
 use e2e::{Netns, OvpnConfig, StockOpenvpn, VethConfig};
@@ -24,9 +26,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::machine::Machine;
+use super::pps_ours::OursPps;
 use super::report::Stats;
 use super::signal;
 use super::sut::Topology;
+use crate::ipc::StatsDelta;
 
 /// Where the generator's packets come from. Implementations fill caller-owned buffers so
 /// the send loop allocates nothing per packet.
@@ -186,6 +190,12 @@ pub struct PpsSample {
     pub delivered_pps: f64,
     /// Payload Gbit/s delivered.
     pub delivered_gbps: f64,
+    /// Where `delivered` was counted.
+    pub counted_at: String,
+    /// Our daemon's counters over the measurement (ours only).
+    pub daemon: Option<StatsDelta>,
+    /// Packets through our daemon's TUN device (ours only; a GSO super-packet counts once).
+    pub tun_packets: Option<u64>,
 }
 
 /// Result of a packet-rate run.
@@ -220,8 +230,7 @@ pub fn run_pps(cfg: &PpsConfig) -> Result<PpsReport> {
                 ("stock", "reverse") => None,
                 ("stock", "forward") => Some("stock OpenVPN negotiates its keys in TLS, so no packets can be pre-encrypted for it".into()),
                 ("ours", _) if super::sut::ours_available(&cfg.dco_bin_dir).is_err() => super::sut::ours_available(&cfg.dco_bin_dir).err(),
-                ("ours", "forward") => Some("not available yet: the DATA_V2 source exists (bench::datav2), but installing its peer and key in our daemon through ovpnctl is not wired".into()),
-                ("ours", "reverse") => Some("not available yet: the worker-count option of our daemon is not wired into the bench".into()),
+                ("ours", "forward" | "reverse") => None,
                 _ => Some(format!("unknown system/direction {system}/{direction}")),
             };
             if let Some(why) = why_not {
@@ -229,6 +238,10 @@ pub fn run_pps(cfg: &PpsConfig) -> Result<PpsReport> {
                 report
                     .unavailable
                     .push((system.clone(), direction.clone(), why));
+                continue;
+            }
+            if system == "ours" {
+                run_ours(cfg, &topo, direction, &mut report)?;
                 continue;
             }
             let _tunnel = match system.as_str() {
@@ -289,12 +302,64 @@ pub fn run_pps(cfg: &PpsConfig) -> Result<PpsReport> {
                         delivered,
                         delivered_pps: pps,
                         delivered_gbps: pps * size as f64 * 8.0 / 1e9,
+                        counted_at: format!("{count_if} rx packets"),
+                        daemon: None,
+                        tun_packets: None,
                     });
                 }
             }
         }
     }
     Ok(report)
+}
+
+/// Our daemon, one worker count after another, one direction.
+fn run_ours(
+    cfg: &PpsConfig,
+    topo: &Topology,
+    direction: &str,
+    report: &mut PpsReport,
+) -> Result<()> {
+    for &workers in &cfg.workers {
+        signal::check()?;
+        let mut ours = OursPps::start(topo, &cfg.dco_bin_dir, workers, &cfg.cipher)
+            .with_context(|| format!("starting dco-daemon with {workers} workers"))?;
+        for &size in &cfg.sizes {
+            for rep in 0..cfg.reps {
+                signal::check()?;
+                eprintln!(
+                    "pps ours {direction} {workers} worker(s) {size} B rep {}/{}",
+                    rep + 1,
+                    cfg.reps
+                );
+                let m = if direction == "forward" {
+                    ours.forward(size, cfg.duration)?
+                } else {
+                    ours.reverse(size, cfg.duration)?
+                };
+                let pps = m.delivered as f64 / m.generator.elapsed_s.max(1e-9);
+                report.samples.push(PpsSample {
+                    system: "ours".into(),
+                    direction: direction.into(),
+                    workers,
+                    size,
+                    rep,
+                    generator: m.generator,
+                    delivered: m.delivered,
+                    delivered_pps: pps,
+                    delivered_gbps: pps * size as f64 * 8.0 / 1e9,
+                    counted_at: if direction == "forward" {
+                        "sink socket behind the server's TUN (queued + dropped)".into()
+                    } else {
+                        "flow sockets in the client namespace (queued + dropped)".into()
+                    },
+                    daemon: Some(m.daemon),
+                    tun_packets: Some(m.tun_packets),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn start_stock(topo: &Topology, cipher: &str) -> Result<(StockOpenvpn, StockOpenvpn)> {
@@ -370,6 +435,54 @@ impl PpsReport {
                 f(gbps, 3),
                 f(pct, 1)
             );
+        }
+        let ours: Vec<&PpsSample> = self.samples.iter().filter(|s| s.daemon.is_some()).collect();
+        if !ours.is_empty() {
+            m.push_str("\nOur daemon's own counters over each measurement (medians): data packets decrypted (in) and encrypted (out), data packets it dropped (all reasons), packets through its TUN device (a GSO super-packet counts once):\n\n| direction | workers | payload B | daemon data in | daemon data out | daemon dropped | TUN packets | drop reasons (last rep) |\n|---|---:|---:|---:|---:|---:|---:|---|\n");
+            let mut keys: Vec<(String, u32, usize)> = Vec::new();
+            for s in &ours {
+                let k = (s.direction.clone(), s.workers, s.size);
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            for (dir, w, size) in keys {
+                let group: Vec<&&PpsSample> = ours
+                    .iter()
+                    .filter(|s| s.direction == dir && s.workers == w && s.size == size)
+                    .collect();
+                let med = |f: &dyn Fn(&StatsDelta) -> u64| {
+                    Stats::of(
+                        group
+                            .iter()
+                            .filter_map(|s| s.daemon.as_ref())
+                            .map(|d| f(d) as f64),
+                    )
+                    .map(|s| format!("{:.0}", s.median))
+                    .unwrap_or_else(|| "–".into())
+                };
+                let tun = Stats::of(group.iter().filter_map(|s| s.tun_packets).map(|v| v as f64))
+                    .map(|s| format!("{:.0}", s.median))
+                    .unwrap_or_else(|| "–".into());
+                let reasons = group
+                    .last()
+                    .and_then(|s| s.daemon.as_ref())
+                    .map(|d| {
+                        d.drops
+                            .iter()
+                            .map(|(n, v)| format!("{n} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    m,
+                    "| {dir} | {w} | {size} | {} | {} | {} | {tun} | {reasons} |",
+                    med(&|d| d.data.0),
+                    med(&|d| d.data.1),
+                    med(&|d| d.dropped()),
+                );
+            }
         }
         if !self.unavailable.is_empty() {
             m.push_str("\nNot measured:\n\n");

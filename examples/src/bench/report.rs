@@ -128,7 +128,8 @@ pub fn system_order(samples: &[Sample]) -> Vec<(String, String, String)> {
 pub fn throughput_tests(samples: &[Sample]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in samples {
-        if !s.test.starts_with("ping") && !out.contains(&s.test) {
+        // "start" marks a system that did not come up: a failure, not a test column.
+        if !s.test.starts_with("ping") && s.test != "start" && !out.contains(&s.test) {
             out.push(s.test.clone());
         }
     }
@@ -418,6 +419,32 @@ mod tests {
         assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
         assert_eq!(Stats::of([4.0, 1.0]).unwrap().median, 2.5);
         assert!(Stats::of([]).is_none());
+    }
+
+    #[test]
+    fn a_failed_start_is_not_a_test_column() {
+        let samples = vec![
+            Sample {
+                system: "ours/AES-256-GCM".into(),
+                test: "start".into(),
+                error: "exited".into(),
+                ..Default::default()
+            },
+            Sample {
+                system: "ours/AES-256-GCM".into(),
+                test: "tcp1-up".into(),
+                ok: true,
+                mbps: Some(1.0),
+                ..Default::default()
+            },
+            Sample {
+                system: "ours/AES-256-GCM".into(),
+                test: "ping-idle".into(),
+                ok: true,
+                ..Default::default()
+            },
+        ];
+        assert_eq!(throughput_tests(&samples), vec!["tcp1-up".to_string()]);
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct RunConfig {
     pub out_dir: PathBuf,
     /// Where `dco-control` is looked for.
     pub dco_bin_dir: PathBuf,
+    /// `--workers` for our daemons (None: one per core).
+    pub workers: Option<usize>,
     /// Cache of built tools (boringtun-cli).
     pub tools_dir: PathBuf,
     /// Build boringtun-cli in the background when missing.
@@ -151,6 +153,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
         &cfg.systems,
         &cfg.ciphers,
         &cfg.dco_bin_dir,
+        cfg.workers,
         boringtun.clone(),
     );
     let mut report = Report {
@@ -172,7 +175,10 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
                 .mtu
                 .map(|m| format!(", underlay MTU {m}"))
                 .unwrap_or_default()
-        ),
+        ) + &cfg
+            .workers
+            .map(|w| format!(", our daemons with --workers {w}"))
+            .unwrap_or_default(),
         samples: Vec::new(),
         unavailable: Vec::new(),
     };

@@ -51,6 +51,16 @@ impl Topology {
     }
 }
 
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Every system is stopped by now; our daemons leave their (empty) socket
+        // directories behind.
+        for ns in [&self.server_ns, &self.client_ns] {
+            crate::cleanup::remove_socket_dir(ns.name());
+        }
+    }
+}
+
 /// Which implementation pair a system is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemKind {
@@ -137,6 +147,7 @@ pub fn systems(
     kinds: &[SystemKind],
     ciphers: &[String],
     dco_bin_dir: &Path,
+    workers: Option<usize>,
     boringtun: Arc<Boringtun>,
 ) -> Vec<Box<dyn Sut>> {
     let mut out: Vec<Box<dyn Sut>> = Vec::new();
@@ -149,6 +160,7 @@ pub fn systems(
                         kind,
                         cipher: c.clone(),
                         bin_dir: dco_bin_dir.to_path_buf(),
+                        workers,
                         ours_ok: Default::default(),
                     }));
                 }
@@ -208,6 +220,8 @@ pub struct OpenvpnSut {
     kind: SystemKind,
     cipher: String,
     bin_dir: PathBuf,
+    /// `--workers` for our daemons (None: theirs, one per core).
+    workers: Option<usize>,
     ours_ok: std::sync::OnceLock<Result<(), String>>,
 }
 
@@ -239,6 +253,16 @@ pub fn ours_available(bin_dir: &Path) -> Result<(), String> {
 impl OpenvpnSut {
     fn ours_bin(&self) -> PathBuf {
         self.bin_dir.join("dco-control")
+    }
+
+    /// `dco-control` arguments for config `conf`.
+    fn ours_args(&self, conf: &Path) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--config".into(), conf.into()];
+        if let Some(w) = self.workers {
+            a.push("--workers".into());
+            a.push(w.to_string().into());
+        }
+        a
     }
 
     fn tunnel_net(&self) -> (Ipv4Addr, u16) {
@@ -288,6 +312,37 @@ impl RunningSut for OpenvpnRunning {
     }
 }
 
+impl Drop for OpenvpnRunning {
+    fn drop(&mut self) {
+        // Client first, then server (SIGTERM, then SIGKILL after 5 s).
+        self.peers.clear();
+        // Our dco-control leaves its dco-daemon to notice that it is gone (it polls), so
+        // wait for every dco-* process here: the next system must not find the old daemon
+        // still holding the UDP port and the IPC socket.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<u32> = self
+                .ns_names
+                .iter()
+                .flat_map(|ns| ns_pids_named(ns, "dco-"))
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                for p in left {
+                    // SAFETY: kill(2) on a pid found in one of the bench's own namespaces.
+                    unsafe {
+                        libc::kill(p as i32, libc::SIGKILL);
+                    }
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Sut for OpenvpnSut {
     fn id(&self) -> String {
         format!("{}/{}", self.kind.id(), self.cipher)
@@ -334,10 +389,13 @@ impl Sut for OpenvpnSut {
         let tag = self.kind.id();
         let server = if ours {
             let conf = scfg.write(work, &format!("{tag}-server"))?;
+            e2e::make_world_readable(work);
+            let args = self.ours_args(&conf);
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             Peer::Ours(Daemon::spawn(
                 &topo.server_ns,
                 &self.ours_bin(),
-                &["--config".as_ref(), conf.as_os_str()],
+                &args,
                 work,
                 &format!("{tag}-server"),
             )?)
@@ -352,10 +410,13 @@ impl Sut for OpenvpnSut {
         };
         let client = if self.kind == SystemKind::OursOurs {
             let conf = ccfg.write(work, &format!("{tag}-client"))?;
+            e2e::make_world_readable(work);
+            let args = self.ours_args(&conf);
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             Peer::Ours(Daemon::spawn(
                 &topo.client_ns,
                 &self.ours_bin(),
-                &["--config".as_ref(), conf.as_os_str()],
+                &args,
                 work,
                 &format!("{tag}-client"),
             )?)

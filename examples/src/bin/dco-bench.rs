@@ -98,6 +98,9 @@ struct ThroughputArgs {
     /// Cache for built tools (boringtun-cli).
     #[arg(long)]
     tools_dir: Option<PathBuf>,
+    /// Worker threads of our daemons (`dco-control --workers N`); default: one per core.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,13 +110,14 @@ struct PpsArgs {
     /// Systems: underlay, stock, ours.
     #[arg(long, value_delimiter = ',', default_value = "underlay,stock,ours")]
     systems: Vec<String>,
-    /// Directions: reverse (TUN → wire), forward (wire → TUN).
+    /// Directions: reverse (TUN → wire), forward (wire → TUN; ours only).
     #[arg(long, value_delimiter = ',', default_value = "reverse,forward")]
     directions: Vec<String>,
     /// UDP payload sizes.
     #[arg(long, value_delimiter = ',', default_value = "64,1400")]
     sizes: Vec<usize>,
-    /// Worker counts for our daemon.
+    /// Worker counts for our daemon (one flow, i.e. one peer and one generator thread, per
+    /// worker).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     workers: Vec<u32>,
     /// Seconds per measurement.
@@ -214,6 +218,7 @@ fn throughput(mut a: ThroughputArgs, command: String) -> Result<()> {
             .clone()
             .unwrap_or_else(|| root.join("target/bench-tools")),
         build_boringtun: !a.no_build,
+        workers: a.workers,
         command,
     };
     let report = run(&cfg)?;
