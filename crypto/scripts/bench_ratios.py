@@ -43,11 +43,17 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--filter", default="", help="criterion benchmark filter (regex)")
     ap.add_argument("--only-report", action="store_true", help="do not run, report target/criterion")
+    ap.add_argument("--save", help="write the per-run medians to this JSON file as they come")
+    ap.add_argument("--load", help="report from a JSON file written by --save")
     ap.add_argument("criterion_args", nargs="*")
     a = ap.parse_args()
-    cargs = a.criterion_args or ["--warm-up-time", "1", "--measurement-time", "3"]
+    cargs = a.criterion_args or ["--warm-up-time", "1", "--measurement-time", "3", "--noplot"]
     runs = []
-    if a.only_report:
+    if a.load:
+        with open(a.load) as f:
+            runs = [{(k.split("|")[0], k.split("|")[1], int(k.split("|")[2])): v
+                     for k, v in r.items()} for r in json.load(f)]
+    elif a.only_report:
         runs.append(read_estimates())
     else:
         for i in range(a.runs):
@@ -57,6 +63,9 @@ def main():
                 cmd.append(a.filter)
             subprocess.run(cmd + cargs, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
             runs.append(read_estimates())
+            if a.save:
+                with open(a.save, "w") as f:
+                    json.dump([{"|".join(map(str, k)): v for k, v in r.items()} for r in runs], f)
     keys = sorted(set().union(*runs), key=lambda k: (k[0] != "seal", k[1], k[2]))
     print(f"Median over {len(runs)} run(s); ns per packet (criterion median / 64), ratio to "
           "ring_raw of the same run, then the median of the per-run ratios.\n")

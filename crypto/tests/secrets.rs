@@ -112,30 +112,9 @@ fn aead_key_is_wiped_on_drop() {
     }
 }
 
-#[test]
-fn encrypt_and_decrypt_keys_are_wiped_on_drop() {
-    for c in CipherKind::ALL {
-        let (enc, dec) = marked_key2().data_keys(Role::Client, c).unwrap();
-        let kid = KeyId::new(0).unwrap();
-        let (before, after) = bytes_before_and_after_drop(EncryptKey::new(kid, &enc).unwrap());
-        assert!(contains_run(&before, KEY_BYTE, c.key_len()));
-        assert!(contains_run(&before, IV_BYTE, 8));
-        assert!(
-            !contains_run(&after, KEY_BYTE, 4),
-            "{c}: EncryptKey key left"
-        );
-        assert!(!contains_run(&after, IV_BYTE, 4), "{c}: EncryptKey IV left");
-        let (before, after) =
-            bytes_before_and_after_drop(DecryptKey::new(kid, &dec, 2048).unwrap());
-        assert!(contains_run(&before, KEY_BYTE, c.key_len()));
-        assert!(contains_run(&before, IV_BYTE, 8));
-        assert!(
-            !contains_run(&after, KEY_BYTE, 4),
-            "{c}: DecryptKey key left"
-        );
-        assert!(!contains_run(&after, IV_BYTE, 4), "{c}: DecryptKey IV left");
-    }
-}
+// EncryptKey and DecryptKey: a scan of their whole image can also see stale copies that the
+// move into the slot left in padding bytes (no `Drop` can reach those), so their check looks
+// at the exact secret fields and lives beside them: `data::tests::key_fields_are_zero_after_drop`.
 
 /// `Zeroize` on a live Key2 / DirectionalKey clears it (for callers that wipe early).
 #[test]
