@@ -1,6 +1,7 @@
 //! Control-channel behaviour against stock OpenVPN 2.6: a revoked client cannot reconnect
 //! once the CRL file changes, our client reconnects after the server comes back
-//! (ping-restart with backoff), and our client says EXIT on shutdown (explicit-exit-notify).
+//! (ping-restart with backoff), our client says EXIT on shutdown (explicit-exit-notify), and
+//! self-signed certificates pinned with `peer-fingerprint` (no CA) work both ways.
 
 use std::time::Duration;
 
@@ -113,5 +114,152 @@ fn our_client_reconnects_after_server_restart_and_says_exit() -> Result<()> {
     server
         .wait_for_log("exit message received", Duration::from_secs(10))
         .map_err(|e| anyhow!("{e}\n--- client ---\n{}", client.log()))?;
+    Ok(())
+}
+
+/// A self-signed EC certificate for `cn` in `dir`; returns (cert, key, SHA-256 fingerprint as
+/// OpenVPN and `openssl x509 -fingerprint` print it).
+fn self_signed(dir: &std::path::Path, cn: &str) -> Result<(String, String, String)> {
+    let cert = dir.join(format!("{cn}.crt"));
+    let key = dir.join(format!("{cn}.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", &format!("/CN={cn}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "openssl x509: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let fp = text
+        .trim()
+        .split_once('=')
+        .map(|(_, f)| f.to_string())
+        .ok_or_else(|| anyhow!("no fingerprint in {text:?}"))?;
+    Ok((cert.display().to_string(), key.display().to_string(), fp))
+}
+
+fn fingerprint_server(dev: &str, cert: &str, key: &str, clients: &[&str]) -> String {
+    format!(
+        "port 1194\nproto udp4\ndev {dev}\ndev-type tun\ntopology subnet\n\
+         server 10.8.0.0 255.255.255.0\ndh none\nkeepalive 10 60\ncert {cert}\nkey {key}\n\
+         <peer-fingerprint>\n{}\n</peer-fingerprint>\nverb 3\n",
+        clients.join("\n")
+    )
+}
+
+fn fingerprint_client(
+    dev: &str,
+    remote: std::net::IpAddr,
+    cert: &str,
+    key: &str,
+    server: &str,
+) -> String {
+    format!(
+        "client\ndev {dev}\ndev-type tun\nproto udp4\nremote {remote} 1194\nnobind\n\
+         cert {cert}\nkey {key}\npeer-fingerprint {server}\nverb 3\n"
+    )
+}
+
+/// The set-up the OpenVPN manual recommends for small networks: no CA, each side pins the
+/// other's self-signed certificate by its SHA-256 fingerprint. Our server accepts a pinned
+/// stock client and refuses an unpinned one; our client completes against a stock server
+/// configured the same way.
+#[test]
+fn peer_fingerprint_without_ca_both_ways() -> Result<()> {
+    if !can_run() || !require_tools(&["openssl"]) {
+        return Ok(());
+    }
+    let server_ns = Netns::new("cpf")?;
+    let client_ns = Netns::new("cpf")?;
+    let link = VethPair::new(&server_ns, &client_ns, &VethConfig::default())?;
+    let work = TempDir::new("cpf")?;
+    let d = work.path();
+    let (s_crt, s_key, s_fp) = self_signed(d, "server")?;
+    let (a_crt, a_key, a_fp) = self_signed(d, "alice")?;
+    let (m_crt, m_key, _) = self_signed(d, "mallory")?;
+    let remote = link.a_addr(false);
+
+    // Our server, a stock client.
+    let scfg = d.join("ours-server.conf");
+    std::fs::write(
+        &scfg,
+        fingerprint_server("cpfs", &s_crt, &s_key, &[a_fp.as_str()]),
+    )?;
+    let server = Ours::start_config(&server_ns, &scfg, d, "ours-server", START, &[])?;
+    let write = |name: &str, text: String| -> Result<std::path::PathBuf> {
+        let p = d.join(name);
+        std::fs::write(&p, text)?;
+        Ok(p)
+    };
+    let alice_cfg = write(
+        "alice.conf",
+        fingerprint_client("cpfc", remote, &a_crt, &a_key, &s_fp),
+    )?;
+    let mut alice = StockOpenvpn::spawn_config(&client_ns, &alice_cfg, d, "alice")?;
+    alice
+        .wait_initialized(START)
+        .map_err(|e| anyhow!("{e}\n--- server ---\n{}", server.log()))?;
+    ping(&client_ns, "10.8.0.1".parse()?, &PingOpts::count(2))?.expect_success()?;
+    drop(alice);
+    let m_cfg = write(
+        "mallory.conf",
+        fingerprint_client("cpfc", remote, &m_crt, &m_key, &s_fp),
+    )?;
+    let mut mallory = StockOpenvpn::spawn_config(&client_ns, &m_cfg, d, "mallory")?;
+    ensure!(
+        mallory.wait_initialized(Duration::from_secs(12)).is_err(),
+        "an unpinned client completed the handshake\n--- server ---\n{}",
+        server.log()
+    );
+    drop(mallory);
+    ensure!(
+        server.log().to_lowercase().contains("fingerprint"),
+        "the server never said why it refused mallory\n{}",
+        server.log()
+    );
+    drop(server);
+    // Clean teardown: the server's TUN device goes away with it.
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        server_ns.run(&["ip", "link", "show", "cpfs"]).is_err()
+    });
+    ensure!(gone, "our server's TUN device outlived it by 10 s");
+
+    // A stock server, our client (fresh device names: our server's may still be going away).
+    let scfg = write(
+        "stock-server.conf",
+        fingerprint_server("cpfs2", &s_crt, &s_key, &[a_fp.as_str()]),
+    )?;
+    let mut stock = StockOpenvpn::spawn_config(&server_ns, &scfg, d, "stock-server")?;
+    stock.wait_initialized(START)?;
+    let ccfg = write(
+        "ours-alice.conf",
+        fingerprint_client("cpfc2", remote, &a_crt, &a_key, &s_fp),
+    )?;
+    let _ours = Ours::start_config(&client_ns, &ccfg, d, "ours-alice", START, &[])
+        .map_err(|e| anyhow!("{e}\n--- stock server ---\n{}", stock.log()))?;
+    ping(&client_ns, "10.8.0.1".parse()?, &PingOpts::count(2))?.expect_success()?;
     Ok(())
 }
