@@ -113,9 +113,9 @@ impl AeadKey {
 
 impl AeadKey {
     /// Byte ranges inside an `AeadKey` that hold secrets (the raw key, ring's schedule), for
-    /// the wipe-on-drop tests of the types that embed it.
-    #[cfg(test)]
-    pub(crate) fn secret_ranges() -> [std::ops::Range<usize>; 2] {
+    /// the wipe-on-drop tests (`tests/secrets.rs`). Not an API.
+    #[doc(hidden)]
+    pub fn secret_ranges() -> [std::ops::Range<usize>; 2] {
         let raw = std::mem::offset_of!(AeadKey, raw);
         let ring = std::mem::offset_of!(AeadKey, ring);
         [

@@ -112,9 +112,45 @@ fn aead_key_is_wiped_on_drop() {
     }
 }
 
-// EncryptKey and DecryptKey: a scan of their whole image can also see stale copies that the
-// move into the slot left in padding bytes (no `Drop` can reach those), so their check looks
-// at the exact secret fields and lives beside them: `data::tests::key_fields_are_zero_after_drop`.
+/// EncryptKey and DecryptKey are checked at their exact secret fields: a scan of the whole
+/// image can also see stale copies that the move into the slot left in padding bytes, which
+/// no `Drop` can reach.
+#[test]
+fn encrypt_and_decrypt_keys_are_wiped_on_drop() {
+    for c in CipherKind::ALL {
+        let (enc, dec) = marked_key2().data_keys(Role::Client, c).unwrap();
+        let kid = KeyId::new(0).unwrap();
+        let tx = bytes_before_and_after_drop(EncryptKey::new(kid, &enc).unwrap());
+        let rx = bytes_before_and_after_drop(DecryptKey::new(kid, &dec, 2048).unwrap());
+        for (what, (before, after), ranges) in [
+            ("EncryptKey", tx, EncryptKey::secret_ranges()),
+            ("DecryptKey", rx, DecryptKey::secret_ranges()),
+        ] {
+            // Before the drop the scan sees the key and the IV, so it can see them at all.
+            assert!(contains_run(&before, KEY_BYTE, c.key_len()), "{c} {what}");
+            assert!(contains_run(&before, IV_BYTE, 8), "{c} {what}");
+            let [iv, raw, ring] = ranges;
+            assert!(
+                before[iv.clone()].iter().all(|&b| b == IV_BYTE),
+                "{c} {what}: IV not at {iv:?}"
+            );
+            assert!(
+                before[raw.clone()].starts_with(&vec![KEY_BYTE; c.key_len()]),
+                "{c} {what}: key not at {raw:?}"
+            );
+            for r in [iv, raw, ring] {
+                assert!(
+                    before[r.clone()].iter().any(|&b| b != 0),
+                    "{c} {what} {r:?} empty"
+                );
+                assert!(
+                    after[r.clone()].iter().all(|&b| b == 0),
+                    "{c} {what} {r:?} left"
+                );
+            }
+        }
+    }
+}
 
 /// `Zeroize` on a live Key2 / DirectionalKey clears it (for callers that wipe early).
 #[test]
