@@ -6,16 +6,10 @@
 use std::process::Command;
 use std::time::Duration;
 
+/// Namespaces left with this prefix (a listing failure counts as none: `ip` is checked
+/// elsewhere).
 fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    out.lines()
-        .filter(|l| l.starts_with(&format!("{prefix}-")))
-        .map(String::from)
-        .collect()
+    e2e::Netns::list(prefix).unwrap_or_default()
 }
 
 #[test]

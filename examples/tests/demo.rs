@@ -10,16 +10,10 @@ fn can_run() -> bool {
     e2e::require_tools(&["openvpn", "iperf3", "ping", "ethtool", "openssl"]) && e2e::require_ours()
 }
 
+/// Namespaces left with this prefix (a listing failure counts as none: `ip` is checked
+/// elsewhere).
 fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    out.lines()
-        .filter(|l| l.starts_with(&format!("{prefix}-")))
-        .map(String::from)
-        .collect()
+    e2e::Netns::list(prefix).unwrap_or_default()
 }
 
 /// Processes whose command line mentions `needle` (e.g. a run's work directory).

@@ -234,15 +234,23 @@ fn cleanup_stale_once(prefix: &str) {
 }
 
 impl Netns {
+    /// Names of the existing namespaces that start with `{prefix}-` (for leak checks too).
+    pub fn list(prefix: &str) -> Result<Vec<String>> {
+        let want = format!("{prefix}-");
+        Ok(ip(&["netns", "list"])?
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&want))
+            .map(String::from)
+            .collect())
+    }
+
     /// Deletes namespaces named `{prefix}-{pid}-{n}` whose creating process no longer runs
     /// (left behind by a killed test), with any process still inside them. Returns how many.
     pub fn cleanup_stale(prefix: &str) -> Result<usize> {
-        let list = ip(&["netns", "list"])?;
         let mut removed = 0;
-        for line in list.lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
+        for name in Netns::list(prefix)? {
+            let name = name.as_str();
             let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
                 continue;
             };

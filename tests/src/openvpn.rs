@@ -8,12 +8,11 @@ use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::netns::Netns;
 use crate::pki::Pki;
-use crate::proc::{cpu_seconds, stop_child};
+use crate::process::NsProcess;
 use crate::tools::ensure_tools;
 
 /// Server or client, with what only that role needs.
@@ -432,19 +431,17 @@ fn mask(prefix_len: u8) -> Result<Ipv4Addr> {
 }
 
 /// A stock `openvpn` process inside a namespace, logging to `{workdir}/{name}.log`.
-/// Stopped with SIGTERM, then SIGKILL, on drop.
+/// Stopped with SIGTERM, then SIGKILL, on drop. Everything about the running process (log
+/// waits, signals, CPU time, stop) is [`NsProcess`]'s, reached through `Deref`.
 #[derive(Debug)]
 pub struct StockOpenvpn {
-    child: Child,
-    name: String,
+    process: NsProcess,
     config: PathBuf,
-    log: PathBuf,
 }
 
 impl StockOpenvpn {
     /// Writes the config and spawns `openvpn --config FILE` in `ns` without waiting.
     pub fn spawn(ns: &Netns, cfg: &OvpnConfig, workdir: &Path, name: &str) -> Result<StockOpenvpn> {
-        ensure_tools(&["openvpn"])?;
         let config = cfg.write(workdir, name)?;
         Self::spawn_config(ns, &config, workdir, name)
     }
@@ -456,23 +453,13 @@ impl StockOpenvpn {
         workdir: &Path,
         name: &str,
     ) -> Result<StockOpenvpn> {
-        let log = workdir.join(format!("{name}.log"));
-        let logf = std::fs::File::create(&log)?;
-        let child = ns
-            .command("openvpn")
-            .arg("--config")
-            .arg(config)
-            .current_dir(workdir)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf)
-            .spawn()
+        ensure_tools(&["openvpn"])?;
+        let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+        let process = NsProcess::spawn(ns, "openvpn", &args, workdir, name, &[])
             .context("spawning openvpn")?;
         Ok(StockOpenvpn {
-            child,
-            name: name.into(),
+            process,
             config: config.into(),
-            log,
         })
     }
 
@@ -492,97 +479,25 @@ impl StockOpenvpn {
     /// Waits (bounded) for "Initialization Sequence Completed"; on timeout or exit fails
     /// with the log's tail.
     pub fn wait_initialized(&mut self, timeout: Duration) -> Result<()> {
-        self.wait_for_log("Initialization Sequence Completed", timeout)
-    }
-
-    /// Waits (bounded) until the log contains `needle`; fails with the log's tail when the
-    /// process exits first or time runs out.
-    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
-        self.wait_for_log_count(needle, 1, timeout)
-    }
-
-    /// Waits until `needle` appears at least `count` times in the log.
-    pub fn wait_for_log_count(
-        &mut self,
-        needle: &str,
-        count: usize,
-        timeout: Duration,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.log().matches(needle).count() >= count {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "openvpn `{}` exited ({status}) before logging {needle:?}; log tail:\n{}",
-                    self.name,
-                    self.log_tail(40)
-                );
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "openvpn `{}` did not log {needle:?} {count}x within {timeout:?}; log tail:\n{}",
-                    self.name,
-                    self.log_tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The whole log so far.
-    pub fn log(&self) -> String {
-        std::fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// The last `n` lines of the log.
-    pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Log file path.
-    pub fn log_path(&self) -> &Path {
-        &self.log
+        self.process
+            .wait_for_log("Initialization Sequence Completed", timeout)
     }
 
     /// Config file path.
     pub fn config_path(&self) -> &Path {
         &self.config
     }
+}
 
-    /// Process id of `openvpn`.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// CPU seconds used so far.
-    pub fn cpu_seconds(&self) -> Result<f64> {
-        cpu_seconds(self.pid())
-    }
-
-    /// Sends a signal (e.g. `libc::SIGUSR1` for a restart, `SIGHUP`).
-    pub fn signal(&self, sig: libc::c_int) {
-        crate::proc::signal(self.pid() as i32, sig);
-    }
-
-    /// SIGTERM, up to 5 s, then SIGKILL.
-    pub fn stop(&mut self) -> Result<ExitStatus> {
-        stop_child(&mut self.child, Duration::from_secs(5))
+impl std::ops::Deref for StockOpenvpn {
+    type Target = NsProcess;
+    fn deref(&self) -> &NsProcess {
+        &self.process
     }
 }
 
-impl Drop for StockOpenvpn {
-    fn drop(&mut self) {
-        let _ = self.stop();
+impl std::ops::DerefMut for StockOpenvpn {
+    fn deref_mut(&mut self) -> &mut NsProcess {
+        &mut self.process
     }
 }
