@@ -140,13 +140,24 @@ impl Shared {
     /// State for driving the data path without I/O (benchmarks, tests): no TUN device, no
     /// sockets, no threads. Install peers with [`Shared::install_peers`].
     pub fn detached(config: DaemonConfig, sink: Arc<dyn EventSink>) -> Arc<Shared> {
+        Shared::new(config, sink, Vec::new(), 0)
+            .unwrap_or_else(|e| panic!("default conntrack config refused: {e}"))
+    }
+
+    /// The state every daemon starts from: no peers, no routes, no workers yet, the given TUN
+    /// queues (none for [`Shared::detached`]), pass-through filter and an empty conntrack.
+    fn new(
+        config: DaemonConfig,
+        sink: Arc<dyn EventSink>,
+        tun: Vec<Arc<SyncDevice>>,
+        ifindex: u32,
+    ) -> Result<Arc<Shared>, conntrack::ConfigError> {
         let workers = config.workers.max(1);
         let ct = conntrack::Conntrack::new(conntrack::Config {
             max_entries: config.ct_max_entries,
             ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("default conntrack config refused: {e}"));
-        Arc::new(Shared {
+        })?;
+        Ok(Arc::new(Shared {
             counters: Counters::new(2 + 2 * workers),
             config: DaemonConfig { workers, ..config },
             table: ArcSwap::from_pointee(PeerTable::default()),
@@ -161,13 +172,13 @@ impl Shared {
                 peers: BTreeMap::new(),
                 routes: Vec::new(),
                 mode: IfMode::Multipoint,
-                tun: Vec::new(),
-                ifindex: 0,
+                tun,
+                ifindex,
                 io: Vec::new(),
                 threads: Vec::new(),
                 listen: None,
             }),
-        })
+        }))
     }
 
     /// Adds peers and publishes the table (for [`Shared::detached`] users).
@@ -268,7 +279,6 @@ impl Daemon {
     /// with [`Daemon::listen`].
     pub fn new(config: DaemonConfig, sink: Arc<dyn EventSink>) -> Result<Self, DaemonError> {
         let workers = config.workers.max(1);
-        let mut tun = Vec::with_capacity(workers);
         let first = DeviceBuilder::new()
             .name(config.ifname.clone())
             .multi_queue(workers > 1)
@@ -278,45 +288,19 @@ impl Daemon {
                 "cannot create TUN device {}",
                 config.ifname
             )))?;
-        let first = Arc::new(first);
+        // One queue per worker: the first from the builder, the rest cloned from it.
+        let mut tun = Vec::with_capacity(workers);
+        tun.push(Arc::new(first));
         for _ in 1..workers {
-            tun.push(Arc::new(
-                first
-                    .try_clone()
-                    .map_err(io_err("cannot open another TUN queue"))?,
-            ));
+            let queue = tun[0]
+                .try_clone()
+                .map_err(io_err("cannot open another TUN queue"))?;
+            tun.push(Arc::new(queue));
         }
-        tun.insert(0, first);
         let ifindex =
             netlink::if_index(&config.ifname).map_err(io_err("TUN device has no index"))?;
-        let ct_config = conntrack::Config {
-            max_entries: config.ct_max_entries,
-            ..Default::default()
-        };
-        let ct = conntrack::Conntrack::new(ct_config)
+        let shared = Shared::new(config, sink, tun, ifindex)
             .map_err(|e| DaemonError::Invalid(format!("conntrack: {e}")))?;
-        let shared = Arc::new(Shared {
-            counters: Counters::new(2 + 2 * workers),
-            config: DaemonConfig { workers, ..config },
-            table: ArcSwap::from_pointee(PeerTable::default()),
-            shutdown: AtomicBool::new(false),
-            client_to_client: AtomicBool::new(true),
-            sink,
-            filter: ArcSwap::from_pointee(FilterBox(Box::new(PassThrough))),
-            conntrack: Arc::new(ct),
-            batch: std::sync::OnceLock::new(),
-            epoch: Instant::now(),
-            state: Mutex::new(State {
-                peers: BTreeMap::new(),
-                routes: Vec::new(),
-                mode: IfMode::Multipoint,
-                tun,
-                ifindex,
-                io: Vec::new(),
-                threads: Vec::new(),
-                listen: None,
-            }),
-        });
         let ka = {
             let shared = shared.clone();
             std::thread::Builder::new()
