@@ -7,8 +7,25 @@ use std::sync::Arc;
 use crypto::{CipherKind, DATA_V2_OVERHEAD, DecryptKey, EncryptKey, Key2, KeyId, PeerId, Role};
 
 use crate::core::{DaemonConfig, Shared};
-use crate::events::NullSink;
+use crate::events::{NullSink, RateLimit};
+use crate::filter::REPLY_BUF;
+use crate::gro::TunWriter;
 use crate::peer::{DataKey, KeySlots, Peer, PeerConfig};
+use crate::stats::Ctr;
+use crate::worker::{HEADROOM, RxAction, RxPath, TxAction, TxPath};
+
+/// What the data path did with a packet ([`Scenario::receive`], [`Scenario::send`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Written to the TUN device.
+    Tun,
+    /// Sent on the UDP socket (to this or another peer).
+    Udp,
+    /// Refused by the firewall with a reply.
+    Reject,
+    /// Dropped, relayed or swallowed, and counted.
+    Consumed,
+}
 
 /// The peer's address as the daemon sees it.
 pub const PEER_ADDR: &str = "192.0.2.10:40000";
@@ -68,6 +85,109 @@ impl Scenario {
             client_tx: EncryptKey::new(kid, &c_enc).expect("key"),
             client_rx: DecryptKey::new(kid, &c_dec, crypto::DEFAULT_REPLAY_WINDOW).expect("key"),
             peer_addr,
+        }
+    }
+
+    /// A DATA_V2 packet from the peer carrying `inner`.
+    pub fn sealed(&self, inner: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; DATA_V2_OVERHEAD + inner.len()];
+        let n = self.seal_from_peer(inner, &mut buf);
+        buf.truncate(n);
+        buf
+    }
+
+    /// Packets the data path consumed with a count: every drop reason, plus control packets
+    /// relayed to the control process.
+    fn accounted(&self) -> u64 {
+        let snap = self.shared.counters.snapshot();
+        snap.drop_reasons().iter().map(|(_, n)| n).sum::<u64>() + snap.get(Ctr::RecvCtrl)
+    }
+
+    /// Runs one datagram from the peer's address through the receive path (a delivered
+    /// packet also through the TUN batcher) and checks what must hold for any input: ranges
+    /// and lengths lie inside their buffers, and a packet the path consumes is counted under a
+    /// reason. Panics when one does not (property tests and fuzz targets call this).
+    pub fn receive(&self, wire: &mut [u8]) -> Delivered {
+        let table = self.shared.table.load_full();
+        let mut relay = RateLimit::new(1000, 100);
+        let mut reply = vec![0u8; DATA_V2_OVERHEAD + REPLY_BUF];
+        let before = self.accounted();
+        let len = wire.len();
+        let mut rx = RxPath {
+            shared: &self.shared,
+            table: &table,
+            ctr: self.shared.counters.slot(2),
+            slot: 2,
+            now: 1,
+            relay: &mut relay,
+            reply: &mut reply,
+            local_port: 1194,
+        };
+        match rx.packet(wire, self.peer_addr, None) {
+            RxAction::Tun(r) => {
+                assert!(
+                    r.start <= r.end && r.end <= len,
+                    "range {r:?} outside {len}"
+                );
+                let mut tun = TunWriter::new(8);
+                tun.batch().push(&wire[r]);
+                Delivered::Tun
+            }
+            RxAction::Udp(_, _, n) => {
+                assert!(n <= len, "{n} bytes to send from a {len}-byte buffer");
+                Delivered::Udp
+            }
+            RxAction::Reject(_, _, n) => {
+                assert!(n <= DATA_V2_OVERHEAD + REPLY_BUF, "reject of {n} bytes");
+                Delivered::Reject
+            }
+            RxAction::None => {
+                assert!(
+                    self.accounted() > before,
+                    "a packet vanished without a count"
+                );
+                Delivered::Consumed
+            }
+        }
+    }
+
+    /// Runs one packet read from the TUN through the send path with the same checks.
+    pub fn send(&self, pkt: &[u8]) -> Delivered {
+        let table = self.shared.table.load_full();
+        let filter = self.shared.filter();
+        let mut reply = vec![0u8; REPLY_BUF];
+        let mut buf = vec![0u8; HEADROOM + pkt.len() + 64];
+        buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
+        let before = self.accounted();
+        let mut tx = TxPath {
+            shared: &self.shared,
+            table: &table,
+            filter: &filter,
+            ctr: self.shared.counters.slot(3),
+            slot: 3,
+            now: 1,
+            reply: &mut reply,
+        };
+        match tx.packet(&mut buf, pkt.len()) {
+            TxAction::Udp(_, _, n) => {
+                assert!(
+                    n <= buf.len(),
+                    "{n} bytes to send from a {}-byte buffer",
+                    buf.len()
+                );
+                Delivered::Udp
+            }
+            TxAction::RejectToTun(n) => {
+                assert!(n <= REPLY_BUF, "reject of {n} bytes");
+                Delivered::Reject
+            }
+            TxAction::None => {
+                assert!(
+                    self.accounted() > before,
+                    "a TUN packet vanished without a count"
+                );
+                Delivered::Consumed
+            }
         }
     }
 
