@@ -2,7 +2,7 @@
 //! and no allocation per packet for established flows.
 
 use conntrack::build;
-use conntrack::{Config, Conntrack, PacketCtx, PeerRef, RuleSet, Timestamp};
+use conntrack::{Config, Conntrack, CtState, PacketCtx, PeerRef, RuleSet, Timestamp, Verdict};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
@@ -54,8 +54,14 @@ fn memory_per_entry_and_no_allocation_on_established_flows() {
         9,
         b"",
     );
-    let rules =
-        RuleSet::parse("policy drop\nct state established accept\nudp dport 9 accept").unwrap();
+    // The reply of flow i: 192.0.2.1:9 -> 10.x.y.z:40000.
+    let mut r = build::udp(
+        "192.0.2.1".parse().unwrap(),
+        "10.0.0.1".parse().unwrap(),
+        9,
+        40000,
+        b"",
+    );
 
     for n in [100_000u32, 1_000_000] {
         let before = LIVE.load(Ordering::Relaxed);
@@ -89,11 +95,16 @@ fn memory_per_entry_and_no_allocation_on_established_flows() {
             reported.bytes
         );
 
-        // Established flows: tracking allocates nothing.
+        // Established flows (a reply seen, then more packets): tracking allocates nothing.
         let calls = CALLS.load(Ordering::Relaxed);
         for i in 0..10_000 {
-            put_client(&mut q, 12, i * 7 % n);
-            ct.track(&q, &ctx);
+            let flow = i * 7 % n;
+            put_client(&mut r, 16, flow);
+            assert_eq!(ct.track(&r, &ctx), Verdict::Accept);
+            put_client(&mut q, 12, flow);
+            let o = ct.track_detailed(&q, &ctx);
+            assert_eq!(o.state, CtState::Established);
+            assert_eq!(o.verdict, Verdict::Accept);
         }
         assert_eq!(
             CALLS.load(Ordering::Relaxed),
@@ -101,5 +112,4 @@ fn memory_per_entry_and_no_allocation_on_established_flows() {
             "allocation on the established path"
         );
     }
-    drop(rules);
 }

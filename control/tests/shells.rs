@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use control::client::{Client, ClientState};
@@ -21,10 +22,12 @@ fn fx(name: &str) -> String {
         .to_string()
 }
 
+/// A fresh tls-crypt key in its own file (tests run in parallel: one file per call).
 fn key_file() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("dco-shells-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("tc.key");
+    let p = dir.join(format!("tc-{}.key", N.fetch_add(1, Ordering::Relaxed)));
     let k = control::static_key::StaticKey::generate().unwrap();
     std::fs::write(&p, k.to_file_string().as_bytes()).unwrap();
     p.display().to_string()
@@ -34,6 +37,12 @@ const SERVER: &str = "192.0.2.1:1194";
 const CLIENT: &str = "198.51.100.7:40000";
 
 fn setup(extra_server: &str, extra_client: &str) -> (Server, Client) {
+    let (server, tc) = setup_server(extra_server);
+    (server, new_client(&tc, "client1", extra_client))
+}
+
+/// A server and the tls-crypt key file its clients need.
+fn setup_server(extra_server: &str) -> (Server, String) {
     let tc = key_file();
     let server_conf = format!(
         "port 1194\nproto udp\ndev tun\ntopology subnet\nserver 10.8.0.0 255.255.255.0\nserver-ipv6 fd00:8::/64\nca {}\ncert {}\nkey {}\ndh none\nkeepalive 10 60\ntls-crypt {tc}\n{extra_server}",
@@ -41,27 +50,31 @@ fn setup(extra_server: &str, extra_client: &str) -> (Server, Client) {
         fx("server.crt"),
         fx("server.key")
     );
-    let client_conf = format!(
-        "client\ndev tun\nproto udp\nremote 192.0.2.1 1194\nnobind\nca {}\ncert {}\nkey {}\nremote-cert-tls server\ntls-crypt {tc}\nexplicit-exit-notify 1\n{extra_client}",
-        fx("ca.crt"),
-        fx("client1.crt"),
-        fx("client1.key")
-    );
     let so = Arc::new(parse_str("server.conf", &server_conf).unwrap());
-    let co = Arc::new(parse_str("client.conf", &client_conf).unwrap());
     let st = Arc::new(TlsContext::from_options(&so).unwrap());
-    let ct = Arc::new(TlsContext::from_options(&co).unwrap());
     let server = Server::new(
         so.clone(),
         session_config(&so, st, false, 1_700_000_000).unwrap(),
     )
     .unwrap();
-    let client = Client::new(
+    (server, tc)
+}
+
+/// A client with the certificate `cn` (client1..client3 in the fixtures).
+fn new_client(tc: &str, cn: &str, extra_client: &str) -> Client {
+    let client_conf = format!(
+        "client\ndev tun\nproto udp\nremote 192.0.2.1 1194\nnobind\nca {}\ncert {}\nkey {}\nremote-cert-tls server\ntls-crypt {tc}\nexplicit-exit-notify 1\n{extra_client}",
+        fx("ca.crt"),
+        fx(&format!("{cn}.crt")),
+        fx(&format!("{cn}.key"))
+    );
+    let co = Arc::new(parse_str("client.conf", &client_conf).unwrap());
+    let ct = Arc::new(TlsContext::from_options(&co).unwrap());
+    Client::new(
         co.clone(),
         session_config(&co, ct, false, 1_700_000_000).unwrap(),
         vec![SERVER.parse().unwrap()],
-    );
-    (server, client)
+    )
 }
 
 /// Runs both shells, carrying SendControl between them; returns every other command.
@@ -70,11 +83,22 @@ fn run(
     client: &mut Client,
     now: &mut Instant,
     limit: Duration,
+    done: impl FnMut(&Client) -> bool,
+) -> (Vec<DaemonCmd>, Vec<DaemonCmd>) {
+    run_at(server, client, CLIENT.parse().unwrap(), now, limit, done)
+}
+
+/// [`run`] for a client at `caddr`.
+fn run_at(
+    server: &mut Server,
+    client: &mut Client,
+    caddr: SocketAddr,
+    now: &mut Instant,
+    limit: Duration,
     mut done: impl FnMut(&Client) -> bool,
 ) -> (Vec<DaemonCmd>, Vec<DaemonCmd>) {
     let (mut scmds, mut ccmds) = (Vec::new(), Vec::new());
     let end = *now + limit;
-    let caddr: SocketAddr = CLIENT.parse().unwrap();
     loop {
         let mut moved = false;
         while let Some(c) = client.poll_command() {
@@ -213,7 +237,8 @@ fn client_connects_and_both_sides_install_matching_keys() {
 
 #[test]
 fn exit_notify_and_refusal() {
-    let (mut server, mut client) = setup("max-clients 1\n", "");
+    let (mut server, tc) = setup_server("max-clients 1\n");
+    let mut client = new_client(&tc, "client1", "");
     let mut now = Instant::now();
     client.start(now);
     run(
@@ -222,6 +247,26 @@ fn exit_notify_and_refusal() {
         &mut now,
         Duration::from_secs(30),
         |c| *c.state() == ClientState::Connected,
+    );
+    // A second client (another certificate, another address) is over max-clients 1: it is
+    // told AUTH_FAILED and never becomes a peer of the daemon.
+    let mut second = new_client(&tc, "client2", "");
+    second.start(now);
+    let (scmds, _) = run_at(
+        &mut server,
+        &mut second,
+        "198.51.100.8:40001".parse().unwrap(),
+        &mut now,
+        Duration::from_secs(30),
+        |c| matches!(c.state(), ClientState::Stopped { .. }),
+    );
+    let ClientState::Stopped { reason } = second.state() else {
+        unreachable!()
+    };
+    assert!(reason.contains("AUTH_FAILED"), "{reason}");
+    assert!(
+        !scmds.iter().any(|c| matches!(c, DaemonCmd::NewPeer { .. })),
+        "a client over max-clients became a peer: {scmds:?}"
     );
     // EXIT on shutdown makes the server delete the peer after a short linger.
     client.shutdown(now);
