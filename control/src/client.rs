@@ -38,6 +38,16 @@ pub enum ClientState {
     },
 }
 
+/// What "Initialization Sequence Completed" reports, handed out by
+/// [`Client::take_initialized`] once the daemon has everything it needs to carry data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialized {
+    pub remote: SocketAddr,
+    pub peer_id: u32,
+    pub cipher: &'static str,
+    pub ekm: bool,
+}
+
 pub struct Client {
     opts: Arc<Options>,
     template: SessionConfig,
@@ -56,6 +66,8 @@ pub struct Client {
     /// Interface settings applied once; a reconnect re-applies only what changed.
     configured: bool,
     cc_exit: bool,
+    /// Connected, not yet announced (see [`Client::take_initialized`]).
+    announce: Option<Initialized>,
 }
 
 impl Client {
@@ -80,6 +92,7 @@ impl Client {
             cmds: VecDeque::new(),
             configured: false,
             cc_exit: false,
+            announce: None,
         }
     }
 
@@ -97,6 +110,18 @@ impl Client {
 
     pub fn poll_command(&mut self) -> Option<DaemonCmd> {
         self.cmds.pop_front()
+    }
+
+    /// Once per connection, after the caller has executed every command polled so far: the
+    /// peer, its interface settings and its first data key are in the daemon, so traffic
+    /// can flow ("Initialization Sequence Completed" must not be said earlier: a packet
+    /// sent on the strength of it would meet a daemon without the key).
+    pub fn take_initialized(&mut self) -> Option<Initialized> {
+        if self.cmds.is_empty() && self.slots.primary.is_some() {
+            self.announce.take()
+        } else {
+            None
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -151,6 +176,7 @@ impl Client {
             self.cmds.push_back(DaemonCmd::DelPeer { peer_id: p });
         }
         self.session = None;
+        self.announce = None;
         self.slots = SlotMap::default();
         self.pushed = None;
         let until = now + self.backoff;
@@ -164,6 +190,7 @@ impl Client {
             self.cmds.push_back(DaemonCmd::DelPeer { peer_id: p });
         }
         self.session = None;
+        self.announce = None;
         tracing::error!(reason, "stopping");
         self.state = ClientState::Stopped {
             reason: reason.into(),
@@ -436,6 +463,11 @@ impl Client {
         self.configured = true;
         self.backoff = FIRST_BACKOFF;
         self.state = ClientState::Connected;
-        tracing::info!(%remote, peer_id, cipher = cipher.name(), ekm = params.ekm, "Initialization Sequence Completed");
+        self.announce = Some(Initialized {
+            remote,
+            peer_id,
+            cipher: cipher.name(),
+            ekm: params.ekm,
+        });
     }
 }

@@ -311,3 +311,35 @@ fn client_without_common_cipher_gets_auth_failed() {
     };
     assert!(reason.contains("AUTH_FAILED"), "{reason}");
 }
+
+/// "Initialization Sequence Completed" is handed out once, and only after the peer and its
+/// first data key have been polled for the daemon.
+#[test]
+fn initialized_only_after_peer_and_key_commands() {
+    let (mut server, mut client) = setup("", "");
+    let mut now = Instant::now();
+    client.start(now);
+    assert_eq!(client.take_initialized(), None);
+    let (_, ccmds) = run(
+        &mut server,
+        &mut client,
+        &mut now,
+        Duration::from_secs(30),
+        |c| *c.state() == ClientState::Connected,
+    );
+    assert!(
+        ccmds.iter().any(|c| matches!(c, DaemonCmd::NewPeer { .. })),
+        "{ccmds:?}"
+    );
+    assert!(
+        ccmds.iter().any(|c| matches!(c, DaemonCmd::NewKey { .. })),
+        "{ccmds:?}"
+    );
+    let i = client
+        .take_initialized()
+        .expect("announced once connected and drained");
+    assert_eq!(i.remote, SERVER.parse::<SocketAddr>().unwrap());
+    assert_eq!(i.cipher, "AES-256-GCM");
+    assert!(i.ekm);
+    assert_eq!(client.take_initialized(), None, "announced twice");
+}

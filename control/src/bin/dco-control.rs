@@ -498,6 +498,11 @@ async fn event_loop(
             }
         }
         if let Shell::Client(c) = shell
+            && let Some(i) = c.take_initialized()
+        {
+            tracing::info!(remote = %i.remote, peer_id = i.peer_id, cipher = i.cipher, ekm = i.ekm, "Initialization Sequence Completed");
+        }
+        if let Shell::Client(c) = shell
             && let ClientState::Stopped { reason } = c.state()
         {
             if reason != "shutdown" {
