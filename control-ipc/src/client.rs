@@ -310,7 +310,16 @@ impl Client {
 
     /// `SET_IFMODE` ([`IFMODE_P2P`] or [`IFMODE_SUBNET`]).
     pub async fn set_ifmode(&self, ifmode: u32) -> Result<(), ClientError> {
-        self.ok(Request::SetIfmode(SetIfmode { ifmode })).await
+        self.set_ifmode_with(SetIfmode {
+            ifmode,
+            client_to_client: None,
+        })
+        .await
+    }
+
+    /// `SET_IFMODE` with our optional keys (`client_to_client`).
+    pub async fn set_ifmode_with(&self, m: SetIfmode) -> Result<(), ClientError> {
+        self.ok(Request::SetIfmode(m)).await
     }
 
     /// `GET_STATS`.

@@ -316,10 +316,15 @@ pub struct DelKey {
 }
 
 /// `SET_IFMODE`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetIfmode {
     /// [`IFMODE_P2P`] or [`IFMODE_SUBNET`].
     pub ifmode: u32,
+    /// Ours: whether packets between two peers are routed inside the data path
+    /// (`client-to-client`); otherwise they go to the TUN device and the host routes them.
+    /// Absent = unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_to_client: Option<bool>,
 }
 
 /// Paging for the list commands.

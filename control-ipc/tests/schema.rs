@@ -195,6 +195,7 @@ fn all_requests() -> Vec<Request> {
         Request::StartVpn,
         Request::SetIfmode(SetIfmode {
             ifmode: IFMODE_SUBNET,
+            client_to_client: Some(true),
         }),
         Request::GetStats,
         Request::GetPeerStats(Page {
@@ -555,7 +556,14 @@ fn semantic_validation_names_the_key() {
     let b = encode_request(4, &Request::DelPeer(PeerRef { peerid: 0xFFFFFF })).unwrap();
     assert_eq!(req_err(&b).1.key.as_deref(), Some("args.peerid"));
 
-    let b = encode_request(5, &Request::SetIfmode(SetIfmode { ifmode: 1 })).unwrap();
+    let b = encode_request(
+        5,
+        &Request::SetIfmode(SetIfmode {
+            ifmode: 1,
+            client_to_client: None,
+        }),
+    )
+    .unwrap();
     assert_eq!(req_err(&b).1.key.as_deref(), Some("args.ifmode"));
 }
 

@@ -392,7 +392,10 @@ impl Client {
         let Some(remote) = self.remote else { return };
         self.cc_exit = p.protocol_flags.cc_exit;
         if !self.configured {
-            self.cmds.push_back(DaemonCmd::SetIfMode(IfMode::P2p));
+            self.cmds.push_back(DaemonCmd::SetIfMode {
+                mode: IfMode::P2p,
+                client_to_client: false,
+            });
         }
         self.cmds.push_back(DaemonCmd::NewPeer {
             peer_id,

@@ -55,7 +55,12 @@ pub enum DaemonCmd {
     Listen {
         addr: SocketAddr,
     },
-    SetIfMode(IfMode),
+    /// The interface mode and whether peers reach each other inside the data path
+    /// (`client-to-client`).
+    SetIfMode {
+        mode: IfMode,
+        client_to_client: bool,
+    },
     SetIfconfig {
         addresses: Vec<Net>,
         mtu: Option<u32>,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use control_ipc::schema::{
     Cipher, IFMODE_P2P, IFMODE_SUBNET, KeyConfig, KeySlot, NewKey, NewPeer, NotificationKind,
-    Route, SendControl, SetIfconfig,
+    Route, SendControl, SetIfconfig, SetIfmode,
 };
 use control_ipc::types::{Bytes, IpPrefix, KeyBytes};
 use control_ipc::{Client, ClientError, Notification, Subscription};
@@ -78,11 +78,17 @@ impl DaemonLink {
         let c = &self.client;
         match cmd {
             DaemonCmd::Listen { addr } => return c.listen(addr).await.map(Some),
-            DaemonCmd::SetIfMode(m) => {
-                c.set_ifmode(if m == IfMode::P2p {
-                    IFMODE_P2P
-                } else {
-                    IFMODE_SUBNET
+            DaemonCmd::SetIfMode {
+                mode,
+                client_to_client,
+            } => {
+                c.set_ifmode_with(SetIfmode {
+                    ifmode: if mode == IfMode::P2p {
+                        IFMODE_P2P
+                    } else {
+                        IFMODE_SUBNET
+                    },
+                    client_to_client: Some(client_to_client),
                 })
                 .await?
             }

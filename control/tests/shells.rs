@@ -195,7 +195,13 @@ fn client_connects_and_both_sides_install_matching_keys() {
     };
 
     // Client: p2p mode, the peer, the pushed address, pushed keepalive, key 0.
-    assert!(matches!(ccmds[0], DaemonCmd::SetIfMode(IfMode::P2p)));
+    assert!(matches!(
+        ccmds[0],
+        DaemonCmd::SetIfMode {
+            mode: IfMode::P2p,
+            client_to_client: false
+        }
+    ));
     assert!(matches!(ccmds[1], DaemonCmd::NewPeer { peer_id: 0, .. }));
     let DaemonCmd::SetIfconfig {
         addresses,

@@ -360,6 +360,9 @@ impl DaemonHandler {
                     IfMode::Multipoint
                 };
                 d.set_ifmode(mode);
+                if let Some(on) = m.client_to_client {
+                    d.set_client_to_client(on);
+                }
                 Ok(Response::Ok)
             }
             Request::GetStats => Ok(Response::Stats(self.stats())),

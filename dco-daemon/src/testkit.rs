@@ -14,6 +14,47 @@ use crate::peer::{DataKey, KeySlots, Peer, PeerConfig};
 use crate::stats::Ctr;
 use crate::worker::{HEADROOM, RxAction, RxPath, TxAction, TxPath};
 
+/// The key material every scenario peer uses.
+fn key2() -> Key2 {
+    let mut km = [0u8; 256];
+    for (i, b) in km.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+    }
+    Key2::from_bytes(km)
+}
+
+/// A peer with the server side of [`key2`] as its primary key (key-id 0), installed.
+fn new_peer(
+    shared: &Arc<Shared>,
+    id: u32,
+    vpn_ipv4: &str,
+    remote: SocketAddr,
+    cipher: CipherKind,
+) -> Arc<Peer> {
+    let peer = Arc::new(Peer::new(
+        PeerConfig {
+            id: PeerId::new(id).expect("peer-id"),
+            remote,
+            local: None,
+            vpn_ipv4: Some(vpn_ipv4.parse().expect("address")),
+            vpn_ipv6: None,
+            iroutes: Vec::new(),
+            common_name: format!("peer{id}"),
+        },
+        shared.counters_slots(),
+        0,
+    ));
+    let (s_enc, s_dec) = key2().data_keys(Role::Server, cipher).expect("server keys");
+    let kid = KeyId::new(0).expect("key-id 0");
+    let key = DataKey::new(kid, &s_enc, &s_dec, crypto::DEFAULT_REPLAY_WINDOW).expect("data key");
+    peer.keys.store(Arc::new(KeySlots {
+        primary: Some(Arc::new(key)),
+        secondary: None,
+    }));
+    shared.install_peers(vec![peer.clone()]);
+    peer
+}
+
 /// What the data path did with a packet ([`Scenario::receive`], [`Scenario::send`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
@@ -50,35 +91,10 @@ impl Scenario {
             },
             Arc::new(NullSink),
         );
-        let mut km = [0u8; 256];
-        for (i, b) in km.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(37).wrapping_add(11);
-        }
-        let key2 = Key2::from_bytes(km);
-        let (s_enc, s_dec) = key2.data_keys(Role::Server, cipher).expect("server keys");
-        let (c_enc, c_dec) = key2.data_keys(Role::Client, cipher).expect("client keys");
+        let (c_enc, c_dec) = key2().data_keys(Role::Client, cipher).expect("client keys");
         let kid = KeyId::new(0).expect("key-id 0");
         let peer_addr: SocketAddr = PEER_ADDR.parse().expect("address");
-        let peer = Arc::new(Peer::new(
-            PeerConfig {
-                id: PeerId::new(1).expect("peer-id"),
-                remote: peer_addr,
-                local: None,
-                vpn_ipv4: Some("10.8.0.2".parse().expect("address")),
-                vpn_ipv6: None,
-                iroutes: Vec::new(),
-                common_name: "bench".into(),
-            },
-            shared.counters_slots(),
-            0,
-        ));
-        let key =
-            DataKey::new(kid, &s_enc, &s_dec, crypto::DEFAULT_REPLAY_WINDOW).expect("data key");
-        peer.keys.store(Arc::new(KeySlots {
-            primary: Some(Arc::new(key)),
-            secondary: None,
-        }));
-        shared.install_peers(vec![peer.clone()]);
+        let peer = new_peer(&shared, 1, "10.8.0.2", peer_addr, cipher);
         Self {
             shared,
             peer,
@@ -86,6 +102,15 @@ impl Scenario {
             client_rx: DecryptKey::new(kid, &c_dec, crypto::DEFAULT_REPLAY_WINDOW).expect("key"),
             peer_addr,
         }
+    }
+
+    /// Another peer (same key material, key-id 0, the scenario's cipher) at VPN address
+    /// `vpn_ipv4`, installed beside the first.
+    pub fn add_peer(&self, id: u32, vpn_ipv4: &str, remote: SocketAddr) -> Arc<Peer> {
+        let cipher = self.client_tx.cipher();
+        let p = new_peer(&self.shared, id, vpn_ipv4, remote, cipher);
+        self.shared.install_peers(vec![p.clone()]);
+        p
     }
 
     /// A DATA_V2 packet from the peer carrying `inner`.

@@ -86,3 +86,23 @@ fn valid_traffic_is_delivered_both_ways() {
         );
     }
 }
+
+/// `client-to-client` decides where a packet between two peers goes: re-encrypted for the
+/// other peer inside the data path, or to the TUN device for the host to route (OpenVPN
+/// without the option). The control process sets it with SET_IFMODE.
+#[test]
+fn client_to_client_switch() {
+    for c in CipherKind::ALL {
+        let s = Scenario::new(c);
+        s.add_peer(2, "10.8.0.3", "192.0.2.11:40000".parse().unwrap());
+        let to_other = tcp4([10, 8, 0, 2], [10, 8, 0, 3], 1, 100);
+        s.shared
+            .client_to_client
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(s.receive(&mut s.sealed(&to_other)), Delivered::Udp, "{c}");
+        s.shared
+            .client_to_client
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(s.receive(&mut s.sealed(&to_other)), Delivered::Tun, "{c}");
+    }
+}

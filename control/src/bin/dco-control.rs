@@ -400,7 +400,10 @@ fn run(args: Args, opts: Options) -> Result<i32, String> {
         }
         let mut shell = match opts.role {
             Role::Server => {
-                let mut setup = vec![DaemonCmd::SetIfMode(IfMode::Multipoint)];
+                let mut setup = vec![DaemonCmd::SetIfMode {
+                    mode: IfMode::Multipoint,
+                    client_to_client: opts.client_to_client,
+                }];
                 let mut addresses = Vec::new();
                 if let Some(s) = opts.server {
                     addresses.push(Net::v4(s.server_addr(), s.netmask));
