@@ -55,9 +55,8 @@ pub struct TunWriter {
     iov: Vec<libc::iovec>,
     groups: Vec<Group>,
     max_packets: usize,
-    /// Packets coalesced and super-packets written (for the counters).
-    pub coalesced_segments: u64,
-    pub super_packets: u64,
+    /// Input packets in the current batch (the sum of the groups' `segs`).
+    packets: usize,
 }
 
 // SAFETY: the raw pointers in `iov` are only set and used while a TunBatch borrows the writer.
@@ -79,13 +78,13 @@ impl TunWriter {
             iov: (0..2 * n).map(|_| unsafe { std::mem::zeroed() }).collect(),
             groups: Vec::with_capacity(n),
             max_packets: n,
-            coalesced_segments: 0,
-            super_packets: 0,
+            packets: 0,
         }
     }
 
     pub fn batch<'d>(&mut self) -> TunBatch<'_, 'd> {
         self.groups.clear();
+        self.packets = 0;
         TunBatch {
             w: self,
             _data: PhantomData,
@@ -214,7 +213,7 @@ fn tcp_seg(p: &[u8]) -> Option<Seg> {
 
 impl<'d> TunBatch<'_, 'd> {
     pub fn len(&self) -> usize {
-        self.w.groups.iter().map(|g| g.segs).sum()
+        self.w.packets
     }
 
     pub fn is_empty(&self) -> bool {
@@ -230,12 +229,14 @@ impl<'d> TunBatch<'_, 'd> {
         if self.is_full() || pkt.is_empty() {
             return;
         }
-        if let Some(seg) = tcp_seg(pkt)
-            && self.try_append(pkt, &seg)
+        // The segment is parsed (and its checksum verified) once, whichever way it goes.
+        let seg = tcp_seg(pkt);
+        if let Some(seg) = &seg
+            && self.try_append(pkt, seg)
         {
             return;
         }
-        self.start(pkt);
+        self.start(pkt, seg);
     }
 
     fn used_iov(&self) -> usize {
@@ -247,11 +248,11 @@ impl<'d> TunBatch<'_, 'd> {
     }
 
     /// Starts a new output packet with `pkt` (as a coalescing head when it is a TCP segment).
-    fn start(&mut self, pkt: &'d [u8]) {
+    fn start(&mut self, pkt: &'d [u8], seg: Option<Seg>) {
+        let first_iov = self.used_iov();
         let w = &mut *self.w;
         let hdr = w.groups.len();
-        let first_iov = w.groups.last().map(|g| g.first_iov + g.n_iov).unwrap_or(0);
-        let seg = tcp_seg(pkt);
+        w.packets += 1;
         let (coalescable, hdr_len, v6, mss, next_seq, psh) = match &seg {
             Some(s) => (
                 true,
@@ -340,6 +341,7 @@ impl<'d> TunBatch<'_, 'd> {
             let gm = &mut w.groups[gi];
             gm.n_iov += 1;
             gm.segs += 1;
+            w.packets += 1;
             gm.payload += seg.payload;
             gm.next_seq = seg.seq.wrapping_add(seg.payload as u32);
             if seg.payload < gm.mss || seg.psh {
@@ -364,8 +366,6 @@ impl<'d> TunBatch<'_, 'd> {
             let g = w.groups[gi];
             if g.coalescable && g.segs > 1 {
                 finish_super(&mut w.hdrs[g.hdr], &g);
-                w.super_packets += 1;
-                w.coalesced_segments += g.segs as u64;
             } else if g.coalescable {
                 // A lone segment: its headers go out unchanged behind an empty vnet header.
                 w.hdrs[g.hdr][..VNET_HDR_LEN].fill(0);
@@ -382,6 +382,7 @@ impl<'d> TunBatch<'_, 'd> {
             }
         }
         w.groups.clear();
+        w.packets = 0;
         (written, errors, last_err)
     }
 }
