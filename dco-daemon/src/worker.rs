@@ -32,6 +32,10 @@ use crate::udp::{RxBatch, TxBatch, TxQueue, UdpSocket};
 const RX_BATCH: usize = 16;
 /// Packets per TUN batch.
 const TUN_BATCH: usize = 128;
+/// Packet buffers of a send thread: it keeps reading from the TUN while at least
+/// [`TUN_BATCH`] of them are free (so one read can always split a super-packet of up to
+/// `TUN_BATCH` segments, as before), then seals and sends them all in one `sendmmsg` batch.
+const TX_BUFS: usize = 2 * TUN_BATCH;
 /// Room in front of a TUN packet: our header (24 bytes) covers the virtio header (10-12).
 pub const HEADROOM: usize = DATA_V2_OVERHEAD;
 /// Largest inner packet we send or accept.
@@ -663,9 +667,9 @@ impl TxThread {
             io,
             slot,
             orig: vec![0u8; VIRTIO_NET_HDR_LEN + MAX_INNER],
-            bufs: (0..TUN_BATCH).map(|_| vec![0u8; HEADROOM + 2048]).collect(),
-            sizes: vec![0; TUN_BATCH],
-            txq: TxQueue::new(TUN_BATCH),
+            bufs: (0..TX_BUFS).map(|_| vec![0u8; HEADROOM + 2048]).collect(),
+            sizes: vec![0; TX_BUFS],
+            txq: TxQueue::new(TX_BUFS),
             reply: vec![0u8; REPLY_BUF],
             reject_buf: vec![Vec::with_capacity(HEADROOM + REPLY_BUF)],
             gro: GROTable::default(),
@@ -678,21 +682,35 @@ impl TxThread {
             return;
         }
         while !self.shared.shutdown.load(Ordering::Relaxed) {
-            match self.io.tun.recv_multiple(
-                &mut self.orig,
-                &mut self.bufs,
-                &mut self.sizes,
-                HEADROOM,
-            ) {
-                Ok(n) => self.process(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_readable(self.io.tun.as_raw_fd(), 200)
+            // Read until the TUN queue is empty or the buffers are half used: packets the
+            // kernel did not bundle (UDP, ICMP, small TCP) arrive one per read, and this
+            // batches them into one seal-and-sendmmsg pass instead of one per packet.
+            let mut n = 0;
+            let mut idle = false;
+            while n + TUN_BATCH <= TX_BUFS {
+                match self.io.tun.recv_multiple(
+                    &mut self.orig,
+                    &mut self.bufs[n..],
+                    &mut self.sizes[n..],
+                    HEADROOM,
+                ) {
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        idle = n == 0;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.shared.counters.slot(self.slot).drop(Dropped::Oversize);
+                        tracing::debug!("TUN read failed: {e}");
+                        break;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.shared.counters.slot(self.slot).drop(Dropped::Oversize);
-                    tracing::debug!("TUN read failed: {e}");
-                }
+            }
+            if n > 0 {
+                self.process(n);
+            } else if idle {
+                wait_readable(self.io.tun.as_raw_fd(), 200);
             }
         }
     }
