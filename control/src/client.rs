@@ -369,10 +369,6 @@ impl Client {
         let Some(peer_id) = p.peer_id else {
             return self.stop("the server pushed no peer-id: pushed options are incompatible with data channel offload");
         };
-        if p.protocol_flags.dyn_tls_crypt || p.protocol_flags.aead_epoch {
-            return self
-                .stop("the server pushed dyn-tls-crypt or aead-epoch, which are not implemented");
-        }
         let cipher = match p.cipher {
             Some(c) if self.opts.data_ciphers.contains(&c) => c,
             Some(c) => {

@@ -22,7 +22,7 @@ use crate::setup::cipher_kind;
 /// How long a client that sent EXIT (or was refused) is kept so its last packets are ACKed.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Counters of the server shell, for logs and the status file.
+/// Counters of the server shell (logged by `dco-control` when it shuts down).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ServerStats {
     pub sessions_created: u64,

@@ -137,9 +137,6 @@ impl ThreadCounters {
     pub fn add_shared(&self, c: Ctr, v: u64) {
         self.iface[c as usize].fetch_add(v, Ordering::Relaxed);
     }
-    pub fn drop_shared(&self, d: Dropped) {
-        self.drops[d as usize].fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// All threads' counters. Slot 0 belongs to the control side (IPC, timers).

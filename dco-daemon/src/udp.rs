@@ -70,11 +70,9 @@ impl UdpSocket {
             setsockopt_int(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
         } else {
             setsockopt_int(s.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-            if !addr.ip().is_unspecified() {
-                // nothing more: v6-only socket
-            } else {
+            if addr.ip().is_unspecified() {
                 // v4-mapped packets on a dual-stack socket report their local address
-                // through IP_PKTINFO.
+                // through IP_PKTINFO (a specific v6 address is a v6-only socket).
                 let _ = setsockopt_int(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
             }
         }

@@ -334,7 +334,18 @@ impl Shell {
     }
     fn shutdown(&mut self, now: Instant) {
         match self {
-            Shell::Server(s) => s.shutdown(now),
+            Shell::Server(s) => {
+                let st = s.stats;
+                tracing::info!(
+                    sessions = st.sessions_created,
+                    handshakes = st.handshakes_completed,
+                    auth_failed = st.auth_failed,
+                    dropped_unknown = st.dropped_unknown,
+                    dropped_bad = st.dropped_bad_packets,
+                    "control channel totals"
+                );
+                s.shutdown(now)
+            }
             Shell::Client(c) => c.shutdown(now),
         }
     }
