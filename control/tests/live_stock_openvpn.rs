@@ -494,6 +494,15 @@ fn client_against(
         !log.contains("TLS Error"),
         "{mode:?}: server log has TLS errors:\n{log}"
     );
+    // The stock server accepted our key-method record, not just the TLS handshake: once our
+    // ACKs of its records are out, it logs the connection as initiated.
+    let r = ep.pump(Duration::from_secs(10), srv, |_| {
+        srv.log().contains("Peer Connection Initiated")
+    });
+    assert!(
+        r.is_ok(),
+        "{mode:?}: stock server did not complete the key exchange: {r:?}"
+    );
     eprintln!(
         "{mode:?}: handshake + key method 2 with stock server: {} packets sent, {} received, {:?}",
         ep.sent,

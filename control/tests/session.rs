@@ -355,6 +355,11 @@ fn renegotiation_by_time_rotates_key_ids_and_retires_lame_ducks() {
     assert!(p.cs.active.len() >= 9, "{:?}", p.cs.active);
     assert!(p.cs.retired.len() >= 8, "{:?}", p.cs.retired);
     assert_eq!(&p.cs.active[..3], &[1, 2, 3]);
+    // Both sides activate and retire the same keys in the same order.
+    assert!(p.ss.active.len() >= 9, "{:?}", p.ss.active);
+    assert_eq!(&p.ss.active[..3], &[1, 2, 3]);
+    assert_eq!(&p.cs.retired[..3], &[0, 1, 2]);
+    assert_eq!(&p.ss.retired[..3], &[0, 1, 2]);
 }
 
 #[test]
