@@ -277,9 +277,24 @@ fn reneg_under_traffic(prefix: &str, our_server: bool) -> Result<()> {
         );
         (up, down.join().expect("reverse stream thread"))
     });
+    // On failure: both logs and our daemon's own counters (drops by reason), which say
+    // whether a lost packet died in our data path or beyond it.
+    let (our_ns, our_dev) = if our_server {
+        (&server_ns, format!("{prefix}s"))
+    } else {
+        (&client_ns, format!("{prefix}c"))
+    };
     let logs = || {
+        let ovpnctl = bin_dir().join("ovpnctl").display().to_string();
+        let stats = our_ns
+            .run_output(
+                &[&ovpnctl, "--ifname", &our_dev, "stats"],
+                Duration::from_secs(10),
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("(ovpnctl stats failed: {e})"));
         format!(
-            "--- server log ---\n{}\n--- client log ---\n{}",
+            "--- server log ---\n{}\n--- client log ---\n{}\n--- our daemon's counters ---\n{stats}",
             read(&server_log),
             read(&client_log)
         )
