@@ -165,6 +165,12 @@ fn operator_session() {
     let s = d.path.as_path();
 
     ok(s, &["ifmode", "subnet"]);
+    ok(s, &["ifmode", "subnet", "--client-to-client", "off"]);
+    // A bad value is a usage error (exit 2), named, before anything reaches the daemon.
+    let o = ovpnctl(s, &["ifmode", "subnet", "--client-to-client", "maybe"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("expected on or off"), "{e}");
     let l = ok(s, &["listen", "127.0.0.1:0"]);
     assert!(l.starts_with("listening on 127.0.0.1:"), "{l}");
     ok(

@@ -142,12 +142,19 @@ enum Cmd {
     /// Start the VPN: bring the data path up (START_VPN).
     #[command(after_help = "Example:\n  ovpnctl start")]
     Start,
-    /// Interface mode, before `start` (SET_IFMODE).
-    #[command(after_help = "Example:\n  ovpnctl ifmode subnet")]
+    /// Interface mode, before `start` (SET_IFMODE), and whether peers reach each other
+    /// inside the data path (`--client-to-client on|off`, left unchanged when not given).
+    #[command(
+        after_help = "Examples:\n  ovpnctl ifmode subnet\n  ovpnctl ifmode subnet --client-to-client off"
+    )]
     Ifmode {
         /// p2p or subnet.
         #[arg(value_enum)]
         mode: IfmodeArg,
+        /// Route packets between peers inside the data path (on) or hand them to the host
+        /// through the TUN device (off).
+        #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+        client_to_client: Option<bool>,
     },
     /// Hand a control-channel packet to the daemon to send (SEND_CONTROL; for debugging).
     #[command(
@@ -404,6 +411,15 @@ impl From<ClientError> for Failure {
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
         Failure(e.to_string())
+    }
+}
+
+/// `on`/`off` (also `yes`/`no`, `true`/`false`, `1`/`0`).
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "yes" | "true" | "1" => Ok(true),
+        "off" | "no" | "false" | "0" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
     }
 }
 
@@ -818,10 +834,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             c.del_iroutes(peerid, &prefixes).await?
         }
         Cmd::Start => c.start_vpn().await?,
-        Cmd::Ifmode { mode } => {
-            c.set_ifmode(match mode {
-                IfmodeArg::P2p => IFMODE_P2P,
-                IfmodeArg::Subnet => IFMODE_SUBNET,
+        Cmd::Ifmode {
+            mode,
+            client_to_client,
+        } => {
+            c.set_ifmode_with(SetIfmode {
+                ifmode: match mode {
+                    IfmodeArg::P2p => IFMODE_P2P,
+                    IfmodeArg::Subnet => IFMODE_SUBNET,
+                },
+                client_to_client,
             })
             .await?
         }
