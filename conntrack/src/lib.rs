@@ -123,6 +123,7 @@
 
 #![deny(missing_docs)]
 
+mod arena;
 pub mod build;
 mod checksum;
 mod config;
@@ -134,6 +135,7 @@ pub mod packet;
 mod reject;
 mod rules;
 mod snapshot;
+mod spin;
 mod stats;
 mod table;
 mod tcp;

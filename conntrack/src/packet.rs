@@ -448,10 +448,10 @@ fn be16(b: &[u8], off: usize) -> Option<u16> {
 
 #[inline]
 fn addr4(b: &[u8], off: usize) -> Option<Addr> {
-    let s = b.get(off..off + 4)?;
-    let mut a = [0u8; 16];
-    a[..4].copy_from_slice(s);
-    Some(a)
+    let s: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
+    // One 4-byte load widened in a register: building the array byte by byte
+    // on the stack and reading it back whole stalls store forwarding.
+    Some(u128::from(u32::from_le_bytes(s)).to_le_bytes())
 }
 
 #[inline]
@@ -479,6 +479,7 @@ struct IpLayer {
 
 /// Walk the IP header (and IPv6 extension headers). `quoted` relaxes the
 /// total-length check for packets quoted inside ICMP errors, which are cut short.
+#[inline(always)]
 fn parse_ip(buf: &[u8], quoted: bool) -> Result<IpLayer, InvalidReason> {
     let first = *buf.first().ok_or(InvalidReason::Empty)?;
     match first >> 4 {
@@ -488,6 +489,7 @@ fn parse_ip(buf: &[u8], quoted: bool) -> Result<IpLayer, InvalidReason> {
     }
 }
 
+#[inline]
 fn parse_ipv4(buf: &[u8], quoted: bool) -> Result<IpLayer, InvalidReason> {
     if buf.len() < wire::IPV4_HDR_LEN {
         return Err(InvalidReason::Ipv4Truncated);
@@ -645,6 +647,7 @@ fn tcp_flags_valid(flags: u8) -> bool {
     VALID.contains(&f)
 }
 
+#[inline]
 fn parse_tcp(data: &[u8], off: usize, first_frag: bool) -> L4 {
     let Some(h) = data.get(off..off + wire::TCP_HDR_LEN) else {
         return L4::Invalid(if first_frag {
@@ -681,6 +684,7 @@ fn parse_tcp(data: &[u8], off: usize, first_frag: bool) -> L4 {
     })
 }
 
+#[inline]
 fn parse_udp(data: &[u8], off: usize, first_frag: bool) -> L4 {
     let Some(h) = data.get(off..off + wire::UDP_HDR_LEN) else {
         return L4::Invalid(if first_frag {
@@ -804,6 +808,7 @@ fn parse_icmp(family: Family, data: &[u8], off: usize, first_frag: bool) -> L4 {
 ///
 /// Returns `Err` only when the IP layer itself is unusable; transport-layer
 /// problems come back as [`L4::Invalid`].
+#[inline(always)]
 pub fn parse(buf: &[u8]) -> Result<Packet<'_>, InvalidReason> {
     let ip = parse_ip(buf, false)?;
     let data = &buf[..ip.total];

@@ -3,8 +3,10 @@
 //! # Concurrency
 //!
 //! The table is split into a power-of-two number of shards (by default about
-//! 256 entries each, at least 64), each behind its own mutex and padded to its
-//! own cache lines. A connection lives in the shard chosen by the high 32 bits
+//! 256 entries each, 64 to 512 shards), each behind its own lock (a spin lock
+//! released by a plain store, see `spin.rs`) and padded to its own cache
+//! lines; entries and indexes live in the tracker's huge-page arena
+//! (`arena.rs`). A connection lives in the shard chosen by the high 32 bits
 //! of its (direction-independent) key hash, so both directions of a flow take
 //! the same lock, and two workers contend only when they touch the same shard
 //! at the same instant: with `S` shards and `W` workers, a packet finds its
@@ -23,9 +25,10 @@
 //! On a table much larger than the caches, a packet's cost is its memory
 //! misses (shard header, index bucket, entry). [`Conntrack::track_batch`]
 //! overlaps them across a batch: it hashes every packet and prefetches the
-//! shard and bucket lines, then looks every flow up once (cheap now) to
-//! prefetch its entry, then tracks the packets in order.
+//! shard and bucket lines, then, a few packets ahead of tracking each one,
+//! reads its bucket without the lock to prefetch its entry.
 
+use crate::arena::Arena;
 use crate::config::{Config, ConfigError};
 use crate::ctx::{CtState, NO_PEER, PacketCtx, Path, Timestamp};
 use crate::entry::{Entry, S_ASSURED, S_ORIG_IS_A, S_SEEN_REPLY};
@@ -36,7 +39,7 @@ use crate::reject::{self, RejectKind};
 use crate::rules::{Action, Facts, IcmpxCode, RejectWith, RuleSet};
 use crate::snapshot::{ConnSnapshot, CtEvent, DestroyReason, EventKind};
 use crate::stats::{self, Ctr, StatStripes, Stats};
-use crate::table::{Hints, Shard};
+use crate::table::{ShardCell, ShardGuard};
 use crate::tcp::{Segment, Status, TcpConn, TcpResult};
 use crate::tuple::{self, CtDir, FlowKey};
 use crate::wire;
@@ -47,7 +50,7 @@ use foldhash::fast::SeedableRandomState;
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Why a packet is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +114,8 @@ pub struct GcReport {
 /// Memory held by the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryUsage {
-    /// Heap bytes of entries, indexes, fragment records and shard headers.
+    /// Bytes of entries, indexes (used or kept for reuse), fragment records
+    /// and shard headers.
     pub bytes: usize,
     /// Entries stored.
     pub entries: usize,
@@ -135,8 +139,10 @@ pub struct BatchItem<'a> {
     pub ctx: PacketCtx<'a>,
 }
 
-/// Packets handled together in a batch (stack arrays of this size).
-const LANE: usize = 16;
+/// Packets [`Conntrack::track_batch`] prepares together (a stack array of this size).
+const LANE: usize = 32;
+/// Distance, in packets, between prefetching an entry and tracking its packet.
+const DIST: usize = 8;
 
 /// Below this many entries the table fits the caches and batches are tracked
 /// one by one.
@@ -174,6 +180,8 @@ const GC_PER_LOCK: usize = 256;
 /// Connection tracker and stateful firewall. Share it between workers (`&self` everywhere).
 pub struct Conntrack {
     shards: Box<[CachePadded<ShardCell>]>,
+    /// Entries and indexes of every shard.
+    arena: Arena,
     mask: usize,
     shard_bits: u32,
     hasher: SeedableRandomState,
@@ -201,12 +209,6 @@ fn shared_seed() -> &'static SharedSeed {
     SEED.get_or_init(|| SharedSeed::from_u64(os_random()))
 }
 
-/// A shard, its lock, and its prefetch hints (readable without the lock).
-struct ShardCell {
-    hints: Hints,
-    shard: Mutex<Shard>,
-}
-
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
@@ -214,10 +216,7 @@ thread_local! {
     static RULES_CACHE: RefCell<Option<(u64, u64, Arc<RuleSet>)>> = const { RefCell::new(None) };
 }
 
-fn lock(c: &ShardCell) -> MutexGuard<'_, Shard> {
-    c.shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
+#[inline(always)]
 fn facts<'a>(p: &Packet<'_>, ctx: &PacketCtx<'a>, state: CtState, dir: Option<CtDir>) -> Facts<'a> {
     Facts {
         state,
@@ -265,16 +264,16 @@ impl Conntrack {
         let n = cfg.shard_count();
         let frag_cap = (cfg.frag.max_entries / n).max(4);
         let seed = os_random();
-        let shards = (0..n)
-            .map(|i| {
-                CachePadded::new(ShardCell {
-                    hints: Hints::new(),
-                    shard: Mutex::new(Shard::new(frag_cap, seed ^ i as u64)),
-                })
-            })
+        let (arena, blocks) =
+            Arena::new(cfg.max_entries, n).map_err(|e| ConfigError::Memory(e.to_string()))?;
+        let shards = blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| CachePadded::new(ShardCell::new(b, &arena, frag_cap, seed ^ i as u64)))
             .collect();
         Ok(Conntrack {
             shards,
+            arena,
             mask: n - 1,
             shard_bits: n.trailing_zeros(),
             hasher: SeedableRandomState::with_seed(os_random(), shared_seed()),
@@ -353,11 +352,14 @@ impl Conntrack {
         self.stats.snapshot(self.len(), self.cfg.max_entries)
     }
 
-    /// Heap memory held by the table.
+    /// Memory held by the table: the entry and index memory it has taken
+    /// from its reservation (in use or kept for reuse), shard headers and
+    /// heap bookkeeping.
     pub fn memory_usage(&self) -> MemoryUsage {
-        let mut bytes = self.shards.len() * std::mem::size_of::<CachePadded<ShardCell>>();
+        let mut bytes =
+            self.shards.len() * std::mem::size_of::<CachePadded<ShardCell>>() + self.arena.memory();
         for s in self.shards.iter() {
-            bytes += lock(s).memory();
+            bytes += s.lock(&self.arena).heap_memory();
         }
         MemoryUsage {
             bytes,
@@ -388,13 +390,16 @@ impl Conntrack {
 
     /// Track a batch: `out[i]` receives the verdict for `items[i]`.
     ///
-    /// Same results as calling [`Self::track`] in order, but faster on large
-    /// tables: in passes over up to 16 packets, parse and hash each while its
-    /// shard's lines load, prefetch each index bucket, read each bucket (under
-    /// the lock) to prefetch the entry it names, then track. Each pass's loads
-    /// were requested one pass earlier, so one packet's memory latency hides
-    /// behind the work on the others. Tables under 16384 entries fit the
-    /// caches; their batches are tracked one by one.
+    /// Same results as calling [`Self::track`] in order, but faster: the rules
+    /// and this thread's counter stripe are looked up once per batch, and on
+    /// large tables the packets go through a software pipeline that hides
+    /// memory latency. While packet `i` is tracked, packet `i + 4` has its
+    /// bucket read without the lock to prefetch the entry it names, packet
+    /// `i + 8` has its index bucket prefetched and packet `i + 12` is parsed
+    /// and hashed while its shard's lock line loads: by the time a packet is
+    /// tracked, the three lines it needs (shard, bucket, entry) have had
+    /// several packets' work to arrive. Tables under 16384 entries fit the
+    /// caches; their packets are tracked one by one.
     ///
     /// # Panics
     /// If `out` is shorter than `items`.
@@ -404,64 +409,83 @@ impl Conntrack {
             "track_batch: out shorter than items"
         );
         let stripe = stats::stripe();
-        if self.len() < BATCH_PREFETCH_MIN {
-            // A small table stays in the caches; prefetch passes would only cost.
-            for (it, v) in items.iter().zip(out.iter_mut()) {
-                *v = self.track(it.pkt, &it.ctx);
-            }
-            return;
-        }
-        for (items, out) in items.chunks(LANE).zip(out.chunks_mut(LANE)) {
-            let mut prep: [Result<Prepared<'_>, InvalidReason>; LANE] =
-                [Err(InvalidReason::Empty); LANE];
-            // Stage 1: parse, hash, prefetch the shard (lock and index hints).
-            for (it, slot) in items.iter().zip(prep.iter_mut()) {
-                let p = match packet::parse(it.pkt) {
-                    Ok(p) => p,
-                    Err(r) => {
-                        *slot = Err(r);
-                        continue;
-                    }
-                };
-                if !matches!(
-                    p.l4,
-                    L4::Tcp(_) | L4::Udp { .. } | L4::IcmpQuery { .. } | L4::Other
-                ) {
-                    *slot = Ok(Prepared { pkt: p, key: None });
-                    continue;
+        self.with_current_rules(|rules| {
+            if self.len() < BATCH_PREFETCH_MIN {
+                // A small table stays in the caches; prefetching would only cost.
+                for (it, v) in items.iter().zip(out.iter_mut()) {
+                    *v = match packet::parse(it.pkt) {
+                        Ok(p) => self.dispatch_with(&p, &it.ctx, stripe, None, rules).verdict,
+                        Err(r) => self.malformed(r, stripe).verdict,
+                    };
                 }
-                let key = FlowKey::of_packet(&p).map(|(k, a)| {
-                    let h = k.hash_with(&self.hasher);
-                    let cell = &*self.shards[self.shard_of(h).0] as *const ShardCell as *const u8;
-                    prefetch(cell);
-                    prefetch(cell.wrapping_add(64));
-                    (k, a, h)
-                });
-                *slot = Ok(Prepared { pkt: p, key });
+                return;
             }
-            // Stage 2: prefetch each flow's index bucket.
-            for (_, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
-                let (si, h32) = self.shard_of(h);
-                prefetch(self.shards[si].hints.bucket_addr(h32));
+            for (items, out) in items.chunks(LANE).zip(out.chunks_mut(LANE)) {
+                let n = items.len();
+                let mut prep: [Result<Prepared<'_>, InvalidReason>; LANE] =
+                    [Err(InvalidReason::Empty); LANE];
+                // Pass 1: parse and hash; each shard's lock and hints start loading.
+                for (it, p) in items.iter().zip(prep.iter_mut()) {
+                    *p = self.prepare(it.pkt);
+                }
+                // Pass 2: each index bucket starts loading.
+                for (_, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
+                    let (si, h32) = self.shard_of(h);
+                    prefetch(self.shards[si].bucket_addr(h32));
+                }
+                // Pipeline: read packet i's bucket (no lock) and start loading the
+                // entry lines it will touch (a TCP segment all three, others the first
+                // and last) while packet i - DIST, whose entry has had DIST packets'
+                // work to arrive, is tracked.
+                for i in 0..n + DIST {
+                    if let Some(Ok(Prepared {
+                        key: Some((k, _, h)),
+                        ..
+                    })) = prep.get(i)
+                    {
+                        let (si, h32) = self.shard_of(*h);
+                        let tcp = k.proto == wire::IPPROTO_TCP;
+                        self.shards[si].candidates(&self.arena, h32, |e| {
+                            prefetch(e);
+                            if tcp {
+                                prefetch(e.wrapping_add(64));
+                            }
+                            prefetch(e.wrapping_add(128));
+                        });
+                    }
+                    if let Some(j) = i.checked_sub(DIST) {
+                        out[j] = match &prep[j] {
+                            Ok(p) => {
+                                self.dispatch_with(&p.pkt, &items[j].ctx, stripe, p.key, rules)
+                                    .verdict
+                            }
+                            Err(r) => self.malformed(*r, stripe).verdict,
+                        };
+                    }
+                }
             }
-            // Stage 3: read the buckets (under the lock) and prefetch the
-            // entries they point to, without touching the entries yet.
-            for (_, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
-                let (si, h32) = self.shard_of(h);
-                lock(&self.shards[si]).candidates(h32, |e| {
-                    prefetch(e);
-                    prefetch(e.wrapping_add(64));
-                    prefetch(e.wrapping_add(128));
-                });
-            }
-            // Stage 4: track.
-            for ((it, p), v) in items.iter().zip(prep.iter()).zip(out.iter_mut()) {
-                *v = match p {
-                    Ok(p) => self.dispatch(&p.pkt, &it.ctx, stripe, p.key).verdict,
-                    Err(r) => self.malformed(*r, stripe).verdict,
-                };
-            }
+        })
+    }
+
+    /// Parse a packet and compute its flow key and hash (when it has a flow
+    /// of its own), prefetching its shard.
+    #[inline]
+    fn prepare<'a>(&self, buf: &'a [u8]) -> Result<Prepared<'a>, InvalidReason> {
+        let p = packet::parse(buf)?;
+        if !matches!(
+            p.l4,
+            L4::Tcp(_) | L4::Udp { .. } | L4::IcmpQuery { .. } | L4::Other
+        ) {
+            return Ok(Prepared { pkt: p, key: None });
         }
+        let key = FlowKey::of_packet(&p).map(|(k, a)| {
+            let h = k.hash_with(&self.hasher);
+            let cell = &*self.shards[self.shard_of(h).0] as *const ShardCell as *const u8;
+            prefetch(cell);
+            prefetch(cell.wrapping_add(64));
+            (k, a, h)
+        });
+        Ok(Prepared { pkt: p, key })
     }
 
     fn malformed(&self, r: InvalidReason, stripe: usize) -> Outcome {
@@ -489,6 +513,7 @@ impl Conntrack {
         self.with_current_rules(|rules| self.dispatch_with(pkt, ctx, stripe, key, rules))
     }
 
+    #[inline(always)]
     fn dispatch_with(
         &self,
         pkt: &Packet<'_>,
@@ -545,6 +570,7 @@ impl Conntrack {
     }
 
     /// Evaluate the rules; reject falls back to drop where no reply may be sent.
+    #[inline(always)]
     fn decide(
         &self,
         rules: &RuleSet,
@@ -580,6 +606,7 @@ impl Conntrack {
         (v, d.rule)
     }
 
+    #[inline(always)]
     fn count_verdict(&self, stripe: usize, v: Verdict) {
         let st = self.stats.get(stripe);
         st.inc(match v {
@@ -602,7 +629,14 @@ impl Conntrack {
     }
 
     /// Remove an entry, count it and tell subscribers.
-    fn destroy(&self, shard: &mut Shard, slot: u32, now: u64, why: DestroyReason, stripe: usize) {
+    fn destroy(
+        &self,
+        shard: &mut ShardGuard<'_>,
+        slot: u32,
+        now: u64,
+        why: DestroyReason,
+        stripe: usize,
+    ) {
         let e = shard.remove(slot);
         self.count.fetch_sub(1, Ordering::Relaxed);
         self.stats.get(stripe).inc(match why {
@@ -615,6 +649,7 @@ impl Conntrack {
     }
 
     /// A packet with a trackable flow.
+    #[inline(always)]
     fn flow(
         &self,
         pkt: &Packet<'_>,
@@ -637,8 +672,8 @@ impl Conntrack {
         let (si, h32) = self.shard_of(h);
         let now = ctx.now.as_millis();
         // Start loading the index bucket while the lock is being taken.
-        prefetch(self.shards[si].hints.bucket_addr(h32));
-        let mut shard = lock(&self.shards[si]);
+        prefetch(self.shards[si].bucket_addr(h32));
+        let mut shard = self.shards[si].lock(&self.arena);
         if let Some(slot) = shard.find(&key, h32) {
             if shard.get(slot).expires > now {
                 match self.update(&mut shard, slot, pkt, src_is_a, now, stripe) {
@@ -775,7 +810,7 @@ impl Conntrack {
     /// Update an existing entry with a packet.
     fn update(
         &self,
-        shard: &mut Shard,
+        shard: &mut ShardGuard<'_>,
         slot: u32,
         pkt: &Packet<'_>,
         src_is_a: bool,
@@ -898,7 +933,7 @@ impl Conntrack {
     }
 
     /// Free one slot of this shard: an expired entry, else an evictable one.
-    fn evict_one(&self, shard: &mut Shard, now: u64, stripe: usize) -> bool {
+    fn evict_one(&self, shard: &mut ShardGuard<'_>, now: u64, stripe: usize) -> bool {
         let high = shard.high();
         if high == 0 {
             return false;
@@ -906,14 +941,15 @@ impl Conntrack {
         let mut candidate = None;
         let mut cur = shard.evict_cursor % high;
         for _ in 0..EVICT_SCAN.min(high) {
-            if shard.used(cur) {
-                let e = shard.get(cur);
+            let slot = shard.slot_at(cur);
+            if shard.used(slot) {
+                let e = shard.get(slot);
                 if e.expires <= now {
-                    candidate = Some((cur, DestroyReason::Expired));
+                    candidate = Some((slot, DestroyReason::Expired));
                     break;
                 }
                 if candidate.is_none() && e.evictable() {
-                    candidate = Some((cur, DestroyReason::EarlyDrop));
+                    candidate = Some((slot, DestroyReason::EarlyDrop));
                 }
             }
             cur = (cur + 1) % high;
@@ -931,7 +967,7 @@ impl Conntrack {
     /// Insert within the bound (evicting if needed); returns the new id.
     fn insert(
         &self,
-        shard: &mut Shard,
+        shard: &mut ShardGuard<'_>,
         si: usize,
         mut e: Entry,
         now: u64,
@@ -941,8 +977,13 @@ impl Conntrack {
             return None;
         }
         e.id = (shard.next_id << self.shard_bits) | si as u32;
+        if shard.insert(e).is_none() {
+            // The arena is out of memory (only a shard far above its share
+            // gets here): the same as a full table.
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         shard.next_id = shard.next_id.wrapping_add(1);
-        shard.insert(e, &self.shards[si].hints);
         self.stats.get(stripe).inc(Ctr::insert);
         self.publish(EventKind::New, None, &e, now);
         Some(e.id)
@@ -962,7 +1003,7 @@ impl Conntrack {
         let found = FlowKey::of_inner(pkt.family, inner).and_then(|(key, inner_src_is_a)| {
             let h = key.hash_with(&self.hasher);
             let (si, h32) = self.shard_of(h);
-            let shard = lock(&self.shards[si]);
+            let shard = self.shards[si].lock(&self.arena);
             let slot = shard.find(&key, h32)?;
             let e = shard.get(slot);
             (e.expires > now).then(|| (e.dir_of(inner_src_is_a), e.id))
@@ -1041,7 +1082,8 @@ impl Conntrack {
         };
         let st = self.stats.get(stripe);
         st.inc(Ctr::frag_first);
-        if lock(&self.shards[self.frag_shard(&k)])
+        if self.shards[self.frag_shard(&k)]
+            .lock(&self.arena)
             .frags
             .insert(k, rec, now)
         {
@@ -1068,7 +1110,10 @@ impl Conntrack {
         };
         let now = ctx.now.as_millis();
         let k = FragKey::new(pkt.family, pkt.src, pkt.dst, pkt.proto, id);
-        let rec = lock(&self.shards[self.frag_shard(&k)]).frags.get(&k, now);
+        let rec = self.shards[self.frag_shard(&k)]
+            .lock(&self.arena)
+            .frags
+            .get(&k, now);
         let Some(rec) = rec else {
             return self.stateless(
                 pkt,
@@ -1096,7 +1141,7 @@ impl Conntrack {
         };
         if let (Verdict::Accept, Some((key, h, dir))) = (verdict, rec.conn) {
             let (si, h32) = self.shard_of(h);
-            let mut shard = lock(&self.shards[si]);
+            let mut shard = self.shards[si].lock(&self.arena);
             if let Some(slot) = shard.find(&key, h32) {
                 let e = shard.get_mut(slot);
                 e.bytes[dir.idx()] += u64::from(pkt.len);
@@ -1126,14 +1171,14 @@ impl Conntrack {
         let mut spent = 0usize;
         while spent < budget {
             let si = cur.shard & self.mask;
-            let mut shard = lock(&self.shards[si]);
+            let mut shard = self.shards[si].lock(&self.arena);
             if shard.gc_cursor == 0 {
                 shard.frags.expire(now);
             }
             let chunk = GC_PER_LOCK.min(budget - spent);
             let mut n = 0;
             while n < chunk && shard.gc_cursor < shard.high() {
-                let slot = shard.gc_cursor;
+                let slot = shard.slot_at(shard.gc_cursor);
                 shard.gc_cursor += 1;
                 n += 1;
                 if shard.used(slot) && shard.get(slot).expires <= now {
@@ -1162,8 +1207,9 @@ impl Conntrack {
         let mut buf = Vec::new();
         for s in self.shards.iter() {
             {
-                let shard = lock(s);
-                for slot in 0..shard.high() {
+                let shard = s.lock(&self.arena);
+                for pos in 0..shard.high() {
+                    let slot = shard.slot_at(pos);
                     if shard.used(slot) && shard.get(slot).expires > now {
                         buf.push(*shard.get(slot));
                     }
@@ -1192,8 +1238,9 @@ impl Conntrack {
         let stripe = stats::stripe();
         let mut n = 0;
         for s in self.shards.iter() {
-            let mut shard = lock(s);
-            for slot in 0..shard.high() {
+            let mut shard = s.lock(&self.arena);
+            for pos in 0..shard.high() {
+                let slot = shard.slot_at(pos);
                 if shard.used(slot) && pred(&shard.get(slot).snapshot(now)) {
                     self.destroy(&mut shard, slot, now, DestroyReason::Flush, stripe);
                     n += 1;
@@ -1209,9 +1256,10 @@ impl Conntrack {
         let stripe = stats::stripe();
         let mut n = 0;
         for s in self.shards.iter() {
-            let mut shard = lock(s);
+            let mut shard = s.lock(&self.arena);
             if self.events.active() {
-                for slot in 0..shard.high() {
+                for pos in 0..shard.high() {
+                    let slot = shard.slot_at(pos);
                     if shard.used(slot) {
                         let e = *shard.get(slot);
                         self.publish(EventKind::Destroy, Some(DestroyReason::Flush), &e, nowm);
@@ -1219,7 +1267,7 @@ impl Conntrack {
                 }
             }
             let len = shard.len();
-            shard.reset(&s.hints);
+            shard.reset();
             self.count.fetch_sub(len, Ordering::Relaxed);
             self.stats.get(stripe).add(Ctr::flushed, len as u64);
             n += len;
