@@ -125,6 +125,9 @@ impl ShardCell {
     }
 }
 
+/// `repr(C)` so what a lookup reads (the index block) comes first, in the
+/// cell's first cache line (see [`ShardCell`]).
+#[repr(C)]
 pub(crate) struct Shard {
     index: Block,
     /// First slot of each chunk this shard owns; GC and listings walk them.
@@ -426,6 +429,7 @@ mod tests {
         let shard = &*g as *const Shard as usize;
         assert_eq!(std::mem::offset_of!(ShardCell, hints), 0);
         assert!(&c.shard as *const _ as usize - base < 64);
+        assert_eq!(std::mem::offset_of!(Shard, index), 0);
         assert!(shard + std::mem::size_of::<Block>() - base <= 64);
     }
 

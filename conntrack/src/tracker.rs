@@ -139,10 +139,10 @@ pub struct BatchItem<'a> {
     pub ctx: PacketCtx<'a>,
 }
 
-/// Packets [`Conntrack::track_batch`] prepares together (a stack array of this size).
-const LANE: usize = 32;
-/// Distance, in packets, between prefetching an entry and tracking its packet.
-const DIST: usize = 8;
+/// Distance, in packets, between the stages of [`Conntrack::track_batch`]'s pipeline.
+const DIST: usize = 4;
+/// Packets in flight in the pipeline (a power of two above `3 * DIST`).
+const RING: usize = 16;
 
 /// Below this many entries the table fits the caches and batches are tracked
 /// one by one.
@@ -420,48 +420,51 @@ impl Conntrack {
                 }
                 return;
             }
-            for (items, out) in items.chunks(LANE).zip(out.chunks_mut(LANE)) {
-                let n = items.len();
-                let mut prep: [Result<Prepared<'_>, InvalidReason>; LANE] =
-                    [Err(InvalidReason::Empty); LANE];
-                // Pass 1: parse and hash; each shard's lock and hints start loading.
-                for (it, p) in items.iter().zip(prep.iter_mut()) {
-                    *p = self.prepare(it.pkt);
+            let n = items.len();
+            let mut ring: [Result<Prepared<'_>, InvalidReason>; RING] =
+                [Err(InvalidReason::Empty); RING];
+            for i in 0..n + 3 * DIST {
+                // Stage 0: parse and hash; the shard's lock and hints start loading.
+                if let Some(it) = items.get(i) {
+                    ring[i % RING] = self.prepare(it.pkt);
                 }
-                // Pass 2: each index bucket starts loading.
-                for (_, _, h) in prep.iter().flatten().filter_map(|p| p.key) {
-                    let (si, h32) = self.shard_of(h);
+                // Stage 1: the index bucket starts loading.
+                if let Some(j) = i.checked_sub(DIST).filter(|&j| j < n)
+                    && let Ok(Prepared {
+                        key: Some((_, _, h)),
+                        ..
+                    }) = &ring[j % RING]
+                {
+                    let (si, h32) = self.shard_of(*h);
                     prefetch(self.shards[si].bucket_addr(h32));
                 }
-                // Pipeline: read packet i's bucket (no lock) and start loading the
-                // entry lines it will touch (a TCP segment all three, others the first
-                // and last) while packet i - DIST, whose entry has had DIST packets'
-                // work to arrive, is tracked.
-                for i in 0..n + DIST {
-                    if let Some(Ok(Prepared {
+                // Stage 2: read the bucket (no lock) and start loading the entry's lines
+                // this packet will touch (a TCP segment all three, others the first and last).
+                if let Some(j) = i.checked_sub(2 * DIST).filter(|&j| j < n)
+                    && let Ok(Prepared {
                         key: Some((k, _, h)),
                         ..
-                    })) = prep.get(i)
-                    {
-                        let (si, h32) = self.shard_of(*h);
-                        let tcp = k.proto == wire::IPPROTO_TCP;
-                        self.shards[si].candidates(&self.arena, h32, |e| {
-                            prefetch(e);
-                            if tcp {
-                                prefetch(e.wrapping_add(64));
-                            }
-                            prefetch(e.wrapping_add(128));
-                        });
-                    }
-                    if let Some(j) = i.checked_sub(DIST) {
-                        out[j] = match &prep[j] {
-                            Ok(p) => {
-                                self.dispatch_with(&p.pkt, &items[j].ctx, stripe, p.key, rules)
-                                    .verdict
-                            }
-                            Err(r) => self.malformed(*r, stripe).verdict,
-                        };
-                    }
+                    }) = &ring[j % RING]
+                {
+                    let (si, h32) = self.shard_of(*h);
+                    let tcp = k.proto == wire::IPPROTO_TCP;
+                    self.shards[si].candidates(&self.arena, h32, |e| {
+                        prefetch(e);
+                        if tcp {
+                            prefetch(e.wrapping_add(64));
+                        }
+                        prefetch(e.wrapping_add(128));
+                    });
+                }
+                // Stage 3: track.
+                if let Some(j) = i.checked_sub(3 * DIST) {
+                    out[j] = match &ring[j % RING] {
+                        Ok(p) => {
+                            self.dispatch_with(&p.pkt, &items[j].ctx, stripe, p.key, rules)
+                                .verdict
+                        }
+                        Err(r) => self.malformed(*r, stripe).verdict,
+                    };
                 }
             }
         })
@@ -480,9 +483,8 @@ impl Conntrack {
         }
         let key = FlowKey::of_packet(&p).map(|(k, a)| {
             let h = k.hash_with(&self.hasher);
-            let cell = &*self.shards[self.shard_of(h).0] as *const ShardCell as *const u8;
-            prefetch(cell);
-            prefetch(cell.wrapping_add(64));
+            // The cell's first line holds all a lookup reads: hints, lock, index place.
+            prefetch(&*self.shards[self.shard_of(h).0] as *const ShardCell as *const u8);
             (k, a, h)
         });
         Ok(Prepared { pkt: p, key })

@@ -64,7 +64,10 @@ impl FlowKey {
         dport: u16,
         icmp: Option<(u8, bool)>,
     ) -> (FlowKey, bool) {
-        let src_is_a = (src, sport) <= (dst, dport);
+        // Big-endian integers order like the byte arrays, in two compares
+        // instead of a memcmp call.
+        let (s, d) = (u128::from_be_bytes(src), u128::from_be_bytes(dst));
+        let src_is_a = s < d || (s == d && sport <= dport);
         let (a, b, pa, pb) = if src_is_a {
             (src, dst, sport, dport)
         } else {
