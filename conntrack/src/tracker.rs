@@ -810,6 +810,7 @@ impl Conntrack {
     }
 
     /// Update an existing entry with a packet.
+    #[inline(always)]
     fn update(
         &self,
         shard: &mut ShardGuard<'_>,
