@@ -534,7 +534,14 @@ impl Conntrack {
             L4::IcmpError { inner, .. } => self.related(pkt, &inner, ctx, rules, stripe),
             _ => {
                 let key = key.or_else(|| {
-                    FlowKey::of_packet(pkt).map(|(k, a)| (k, a, k.hash_with(&self.hasher)))
+                    FlowKey::of_packet(pkt).map(|(k, a)| {
+                        let h = k.hash_with(&self.hasher);
+                        // Start loading the index bucket while the lock is
+                        // being taken (a batch has prefetched it already).
+                        let (si, h32) = self.shard_of(h);
+                        prefetch(self.shards[si].bucket_addr(h32));
+                        (k, a, h)
+                    })
                 });
                 let (out, conn) = self.flow(pkt, key, ctx, rules, stripe);
                 if let Frag::First { id } = pkt.frag {
@@ -673,8 +680,6 @@ impl Conntrack {
         };
         let (si, h32) = self.shard_of(h);
         let now = ctx.now.as_millis();
-        // Start loading the index bucket while the lock is being taken.
-        prefetch(self.shards[si].bucket_addr(h32));
         let mut shard = self.shards[si].lock(&self.arena);
         if let Some(slot) = shard.find(&key, h32) {
             if shard.get(slot).expires > now {
