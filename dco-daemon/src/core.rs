@@ -201,6 +201,11 @@ impl Shared {
         self.filter.load()
     }
 
+    /// Replaces the firewall (see [`Daemon::set_filter`]).
+    pub(crate) fn store_filter(&self, f: Box<dyn PacketFilter>) {
+        self.filter.store(Arc::new(FilterBox(f)));
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent data (every change publishes at
         // the end); keep serving.
@@ -602,7 +607,7 @@ impl Daemon {
 
     /// Replaces the firewall.
     pub fn set_filter(&self, f: Box<dyn PacketFilter>) {
-        self.shared.filter.store(Arc::new(FilterBox(f)));
+        self.shared.store_filter(f);
     }
 
     /// Loads (or atomically replaces) the firewall rule set; from then on every packet is

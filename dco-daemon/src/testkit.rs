@@ -68,6 +68,10 @@ pub enum Delivered {
     Consumed,
 }
 
+/// What [`Scenario::send_batch`] did: each packet's fate with the wire bytes sent (empty
+/// unless sent), and the reject replies written to the TUN.
+pub type SentBatch = (Vec<(Delivered, Vec<u8>)>, Vec<Vec<u8>>);
+
 /// The peer's address as the daemon sees it.
 pub const PEER_ADDR: &str = "192.0.2.10:40000";
 
@@ -214,6 +218,68 @@ impl Scenario {
                 Delivered::Consumed
             }
         }
+    }
+
+    /// Loads a conntrack firewall rule set into this scenario's daemon state.
+    pub fn load_firewall(&self, rules: &str) {
+        let rules = conntrack::RuleSet::parse(rules).expect("rule set");
+        self.shared.conntrack.set_rules(rules);
+        self.shared
+            .store_filter(Box::new(crate::firewall::ConntrackFilter::new(
+                self.shared.conntrack.clone(),
+            )));
+    }
+
+    /// Runs packets read from the TUN through the send path as one batch
+    /// ([`TxPath::batch`]); returns what became of each, in order, with the wire bytes of
+    /// those sent, and the reject replies written to the TUN, in order.
+    pub fn send_batch(&self, pkts: &[Vec<u8>]) -> SentBatch {
+        let table = self.shared.table.load_full();
+        let filter = self.shared.filter();
+        let mut reply = vec![0u8; REPLY_BUF];
+        let mut bufs: Vec<Vec<u8>> = pkts
+            .iter()
+            .map(|p| {
+                let mut b = vec![0u8; HEADROOM + p.len() + 64];
+                b[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+                b
+            })
+            .collect();
+        let sizes: Vec<usize> = pkts.iter().map(Vec::len).collect();
+        let mut actions = vec![TxAction::None; pkts.len()];
+        let mut rejects = Vec::new();
+        let before = self.accounted();
+        let mut tx = TxPath {
+            shared: &self.shared,
+            table: &table,
+            filter: &filter,
+            ctr: self.shared.counters.slot(3),
+            slot: 3,
+            now: 1,
+            reply: &mut reply,
+        };
+        tx.batch(&mut bufs, &sizes, &mut actions, &mut |r| {
+            assert!(r.len() <= REPLY_BUF, "reject of {} bytes", r.len());
+            rejects.push(r.to_vec());
+        });
+        let mut consumed = 0u64;
+        let out = bufs
+            .iter()
+            .zip(&actions)
+            .map(|(b, a)| match *a {
+                TxAction::Udp(_, _, n) => (Delivered::Udp, b[..n].to_vec()),
+                TxAction::RejectToTun(_) => panic!("batch() hands rejects to the callback"),
+                TxAction::None => {
+                    consumed += 1;
+                    (Delivered::Consumed, Vec::new())
+                }
+            })
+            .collect();
+        assert!(
+            self.accounted() >= before + consumed,
+            "TUN packets vanished without a count"
+        );
+        (out, rejects)
     }
 
     /// A DATA_V2 packet from the peer carrying `inner`, written into `buf`; returns its length.

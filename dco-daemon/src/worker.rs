@@ -20,7 +20,7 @@ use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 use crate::core::{FilterBox, Shared};
 use crate::events::{DelReason, Event, RateLimit};
-use crate::filter::{Direction, FilterCtx, REPLY_BUF, Verdict};
+use crate::filter::{Direction, FilterCtx, FilterItem, REPLY_BUF, Verdict};
 use crate::gro::{TunBatch, TunWriter};
 use crate::ip;
 use crate::peer::{DataKey, Peer};
@@ -658,6 +658,7 @@ pub struct TxThread {
     reply: Vec<u8>,
     reject_buf: Vec<Vec<u8>>,
     gro: GROTable,
+    actions: Vec<TxAction>,
 }
 
 impl TxThread {
@@ -673,6 +674,7 @@ impl TxThread {
             reply: vec![0u8; REPLY_BUF],
             reject_buf: vec![Vec::with_capacity(HEADROOM + REPLY_BUF)],
             gro: GROTable::default(),
+            actions: vec![TxAction::None; TX_BUFS],
         }
     }
 
@@ -716,42 +718,56 @@ impl TxThread {
     }
 
     fn process(&mut self, n: usize) {
-        let now = self.shared.now_ms();
-        let table = self.shared.table.load();
-        let ctr = self.shared.counters.slot(self.slot);
-        let filter = self.shared.filter();
-        let mut tx = self.txq.batch();
+        let Self {
+            shared,
+            io,
+            slot,
+            bufs,
+            sizes,
+            txq,
+            reply,
+            reject_buf,
+            gro,
+            actions,
+            ..
+        } = self;
+        let now = shared.now_ms();
+        let table = shared.table.load();
+        let ctr = shared.counters.slot(*slot);
+        let filter = shared.filter();
         let mut path = TxPath {
-            shared: &self.shared,
+            shared,
             table: &table,
             filter: &filter,
             ctr,
-            slot: self.slot,
+            slot: *slot,
             now,
-            reply: &mut self.reply,
+            reply,
         };
-        for (buf, &size) in self.bufs.iter_mut().zip(self.sizes.iter()).take(n) {
-            match path.packet(buf, size) {
-                TxAction::None => {}
-                TxAction::Udp(dst, local, len) => tx.push(dst, local, &buf[..len]),
-                TxAction::RejectToTun(n) => {
-                    // The reply goes back to the host that sent the packet, through the TUN.
-                    let b = &mut self.reject_buf[0];
-                    b.clear();
-                    b.resize(HEADROOM, 0);
-                    b.extend_from_slice(&path.reply[..n]);
-                    write_tun(&self.io.tun, &mut self.gro, &mut self.reject_buf, ctr);
-                }
+        // A firewall reject's reply goes back to the host that sent the packet, through
+        // the TUN.
+        let mut to_tun = |r: &[u8]| {
+            let b = &mut reject_buf[0];
+            b.clear();
+            b.resize(HEADROOM, 0);
+            b.extend_from_slice(r);
+            write_tun(&io.tun, gro, reject_buf, ctr);
+        };
+        path.batch(&mut bufs[..n], &sizes[..n], &mut actions[..n], &mut to_tun);
+        let mut tx = txq.batch();
+        for (buf, act) in bufs.iter().zip(actions.iter()).take(n) {
+            if let TxAction::Udp(dst, local, len) = *act {
+                tx.push(dst, local, &buf[..len]);
             }
         }
         if !tx.is_empty() {
-            flush_udp(&mut tx, &self.io.sock, ctr);
+            flush_udp(&mut tx, &io.sock, ctr);
         }
     }
 }
 
 /// What to do with a packet read from the TUN after [`TxPath::packet`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxAction {
     /// Consumed (dropped and counted).
     None,
@@ -773,42 +789,146 @@ pub struct TxPath<'a> {
     pub reply: &'a mut Vec<u8>,
 }
 
-impl TxPath<'_> {
+/// Packets the send path gathers for one firewall batch (stack arrays of this size).
+const FILTER_LANE: usize = 64;
+
+impl<'a> TxPath<'a> {
     /// Processes one packet at `buf[HEADROOM..HEADROOM + size]`: peer selection, firewall,
     /// MSS clamp, encryption in place (the wire packet starts at `buf[0]`).
     #[inline]
     pub fn packet(&mut self, buf: &mut [u8], size: usize) -> TxAction {
+        let Some(peer) = self.route(buf, size) else {
+            return TxAction::None;
+        };
+        let fctx = Self::filter_ctx(peer, self.now);
+        match self
+            .filter
+            .check(&buf[HEADROOM..HEADROOM + size], &fctx, self.reply)
+        {
+            Verdict::Accept => self.forward(buf, size, peer),
+            Verdict::Drop => {
+                self.ctr.drop(Dropped::Firewall);
+                TxAction::None
+            }
+            Verdict::Reject(n) => {
+                self.ctr.drop(Dropped::Firewall);
+                TxAction::RejectToTun(n)
+            }
+        }
+    }
+
+    /// Processes the packets at `bufs[k][HEADROOM..HEADROOM + sizes[k]]` as [`Self::packet`]
+    /// would one by one, with one firewall call per batch when the filter
+    /// [batches](crate::filter::PacketFilter::batches) (conntrack prefetches the whole
+    /// batch's entries). `actions[k]` receives packet k's action; a firewall reject's reply
+    /// is handed to `on_reject` (to write to the TUN) instead, and its action is `None`.
+    pub fn batch(
+        &mut self,
+        bufs: &mut [Vec<u8>],
+        sizes: &[usize],
+        actions: &mut [TxAction],
+        on_reject: &mut dyn FnMut(&[u8]),
+    ) {
+        if !self.filter.batches() {
+            for ((buf, &size), act) in bufs.iter_mut().zip(sizes).zip(actions.iter_mut()) {
+                *act = match self.packet(buf, size) {
+                    TxAction::RejectToTun(n) => {
+                        on_reject(&self.reply[..n]);
+                        TxAction::None
+                    }
+                    a => a,
+                };
+            }
+            return;
+        }
+        let ctr = self.ctr;
+        for ((bufs, sizes), actions) in bufs
+            .chunks_mut(FILTER_LANE)
+            .zip(sizes.chunks(FILTER_LANE))
+            .zip(actions.chunks_mut(FILTER_LANE))
+        {
+            // 1. Peer selection for every packet; the routed ones become filter items.
+            let mut peers: [Option<&'a Arc<Peer>>; FILTER_LANE] = [None; FILTER_LANE];
+            let mut verdicts = [Verdict::Drop; FILTER_LANE];
+            {
+                let mut items = [FilterItem::EMPTY; FILTER_LANE];
+                let mut m = 0;
+                for ((buf, &size), peer) in bufs.iter().zip(sizes).zip(peers.iter_mut()) {
+                    *peer = self.route(buf, size);
+                    if let Some(p) = *peer {
+                        items[m] = FilterItem {
+                            pkt: &buf[HEADROOM..HEADROOM + size],
+                            ctx: Self::filter_ctx(p, self.now),
+                        };
+                        m += 1;
+                    }
+                }
+                // 2. One firewall call for the batch.
+                self.filter.check_batch(
+                    &items[..m],
+                    &mut verdicts[..m],
+                    self.reply,
+                    &mut |_, reply| on_reject(reply),
+                );
+            }
+            // 3. Each packet in order: forward what was accepted.
+            let mut verdict = verdicts.iter();
+            for (((buf, &size), peer), act) in bufs
+                .iter_mut()
+                .zip(sizes)
+                .zip(peers)
+                .zip(actions.iter_mut())
+            {
+                let Some(peer) = peer else {
+                    *act = TxAction::None;
+                    continue;
+                };
+                *act = match verdict.next() {
+                    Some(Verdict::Accept) => self.forward(buf, size, peer),
+                    _ => {
+                        ctr.drop(Dropped::Firewall);
+                        TxAction::None
+                    }
+                };
+            }
+        }
+    }
+
+    /// The peer a packet goes to, or `None` (dropped and counted).
+    #[inline]
+    fn route(&self, buf: &[u8], size: usize) -> Option<&'a Arc<Peer>> {
+        let table: &'a PeerTable = self.table;
         let ctr = self.ctr;
         let Some(inner) = buf.get(HEADROOM..HEADROOM + size) else {
             ctr.drop(Dropped::Oversize);
-            return TxAction::None;
+            return None;
         };
         let Some((_, dst)) = ip::addrs(inner) else {
             ctr.drop(Dropped::BadIpHeader);
-            return TxAction::None;
+            return None;
         };
-        let Some(peer) = self.table.route(dst) else {
+        let Some(peer) = table.route(dst) else {
             ctr.drop(Dropped::NoRoute);
             ctr.add(Ctr::LostDataOut, 1);
-            return TxAction::None;
+            return None;
         };
-        let fctx = FilterCtx {
+        Some(peer)
+    }
+
+    #[inline]
+    fn filter_ctx(peer: &'a Peer, now: u64) -> FilterCtx<'a> {
+        FilterCtx {
             dir: Direction::ToPeer,
             peer: (peer.id.get(), &peer.common_name),
             to: None,
-            now_ms: self.now,
-        };
-        match self.filter.check(inner, &fctx, self.reply) {
-            Verdict::Accept => {}
-            Verdict::Drop => {
-                ctr.drop(Dropped::Firewall);
-                return TxAction::None;
-            }
-            Verdict::Reject(n) => {
-                ctr.drop(Dropped::Firewall);
-                return TxAction::RejectToTun(n);
-            }
+            now_ms: now,
         }
+    }
+
+    /// After the firewall: MSS clamp, encryption in place, counters.
+    #[inline]
+    fn forward(&mut self, buf: &mut [u8], size: usize, peer: &Peer) -> TxAction {
+        let ctr = self.ctr;
         let ep = peer.endpoint();
         crate::mss::clamp(
             &mut buf[HEADROOM..HEADROOM + size],

@@ -125,3 +125,60 @@ fn receive_and_send_paths_allocate_nothing_per_packet() {
         assert_eq!(st.get(dco_daemon::stats::Ctr::RecvData), 2000);
     }
 }
+
+#[test]
+fn batched_send_path_with_the_firewall_allocates_nothing_on_tracked_flows() {
+    for cipher in CipherKind::ALL {
+        let s = Scenario::new(cipher);
+        s.load_firewall("policy drop\nct state established,related accept\nto-peer tcp dport 9000-9999 accept\n");
+        let table = s.shared.table.load_full();
+        let ctr = s.shared.counters.slot(3);
+        let filter = s.shared.filter();
+        let mut reply = vec![0u8; REPLY_BUF];
+        // 64 flows (a TCP segment each, repeated): the first round creates the entries.
+        let plains: Vec<Vec<u8>> = (0..64u16)
+            .map(|i| {
+                let mut p = tcp4([10, 8, 0, 1], [10, 8, 0, 2], 1, 1000);
+                p[22..24].copy_from_slice(&(9000 + i).to_be_bytes());
+                p
+            })
+            .collect();
+        let mut bufs: Vec<Vec<u8>> = plains
+            .iter()
+            .map(|p| vec![0u8; HEADROOM + p.len()])
+            .collect();
+        let sizes: Vec<usize> = plains.iter().map(Vec::len).collect();
+        let mut actions = vec![TxAction::None; plains.len()];
+        let mut round = |bufs: &mut Vec<Vec<u8>>, actions: &mut Vec<TxAction>| {
+            for (b, p) in bufs.iter_mut().zip(&plains) {
+                b[HEADROOM..].copy_from_slice(p);
+            }
+            let mut txp = TxPath {
+                shared: &s.shared,
+                table: &table,
+                filter: &filter,
+                ctr,
+                slot: 3,
+                now: 1,
+                reply: &mut reply,
+            };
+            txp.batch(bufs, &sizes, actions, &mut |_| panic!("no rejects here"));
+            assert!(
+                actions.iter().all(|a| matches!(a, TxAction::Udp(..))),
+                "{actions:?}"
+            );
+        };
+        round(&mut bufs, &mut actions);
+        round(&mut bufs, &mut actions);
+        let before = allocs();
+        for _ in 0..30 {
+            round(&mut bufs, &mut actions);
+        }
+        let n = allocs() - before;
+        assert_eq!(
+            n, 0,
+            "{cipher}: {n} allocations for 30 batches of 64 packets"
+        );
+        assert_eq!(s.shared.conntrack.len(), 64);
+    }
+}
