@@ -63,6 +63,28 @@ pub struct RxThread {
     metas: Vec<BatchMeta>,
     hdrs: Vec<Result<crypto::DataHeader, DataError>>,
     oks: Vec<bool>,
+    held: Vec<Held>,
+    verdicts: Vec<Verdict>,
+}
+
+/// A packet through [`RxPath::open_and_admit`]: its peer, the inner packet's range, and the
+/// peer it goes to (None: the TUN).
+pub type Admitted<'a> = (&'a Arc<Peer>, std::ops::Range<usize>, Option<&'a Arc<Peer>>);
+
+/// A received packet waiting for its batch's firewall verdict.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Segment number in the receive batch.
+    seg: usize,
+    peer: u32,
+    /// Client-to-client destination.
+    to: Option<u32>,
+    payload: std::ops::Range<usize>,
+}
+
+/// A mutable chunk given up for a shared one of the same lifetime.
+fn frozen(b: &mut [u8]) -> &[u8] {
+    b
 }
 
 impl RxThread {
@@ -81,6 +103,8 @@ impl RxThread {
             metas: Vec::with_capacity(RX_BATCH * 64),
             hdrs: Vec::with_capacity(RX_BATCH * 64),
             oks: Vec::with_capacity(RX_BATCH * 64),
+            held: Vec::with_capacity(RX_BATCH * 64),
+            verdicts: Vec::with_capacity(RX_BATCH * 64),
         }
     }
 
@@ -100,6 +124,9 @@ impl RxThread {
     fn process_batch(&mut self) {
         if let Some(backend) = self.shared.batch.get().cloned() {
             return self.process_batch_offload(&*backend);
+        }
+        if self.shared.filter().batches() {
+            return self.process_batch_filtered();
         }
         let Self {
             shared,
@@ -147,6 +174,156 @@ impl RxThread {
         }
     }
 
+    /// The receive batch with a batching firewall loaded: decrypt and check every packet up
+    /// to the firewall, one firewall call per lane of packets (conntrack prefetches them),
+    /// then deliver the accepted ones in arrival order.
+    fn process_batch_filtered(&mut self) {
+        let Self {
+            shared,
+            io,
+            slot,
+            rx,
+            txq,
+            tun_writer,
+            relay,
+            reply,
+            reject_q,
+            held,
+            verdicts,
+            ..
+        } = self;
+        let now = shared.now_ms();
+        let table = shared.table.load();
+        let ctr = shared.counters.slot(*slot);
+        let filter = shared.filter();
+        let mut ctx = RxPath {
+            shared,
+            table: &table,
+            ctr,
+            slot: *slot,
+            now,
+            relay,
+            reply,
+            local_port: io.sock.local_addr().port(),
+        };
+        // 1. Everything up to the firewall.
+        held.clear();
+        let mut seg = 0usize;
+        for (meta, data) in rx.datagrams_mut() {
+            let Some(src) = meta.src else { continue };
+            for pkt in data.chunks_mut(meta.segment.max(1)) {
+                ctr.add(Ctr::TransportBytesRecv, pkt.len() as u64);
+                if let Some((peer, payload, to)) = ctx.open_and_admit(pkt, src, meta.dst_ip) {
+                    held.push(Held {
+                        seg,
+                        peer: peer.id.get(),
+                        to: to.map(|p| p.id.get()),
+                        payload,
+                    });
+                }
+                seg += 1;
+            }
+        }
+        if held.is_empty() {
+            return;
+        }
+        // 2. The firewall, a lane at a time; a reject's reply is sealed for the sender and
+        // sent back at once.
+        verdicts.clear();
+        verdicts.resize(held.len(), Verdict::Drop);
+        {
+            let mut scratch = [0u8; REPLY_BUF];
+            let mut items = [FilterItem::EMPTY; FILTER_LANE];
+            let (mut m, mut base, mut j, mut seg) = (0usize, 0usize, 0usize, 0usize);
+            let mut run = |items: &[FilterItem<'_>], base: usize, ctx: &mut RxPath<'_>| {
+                filter.check_batch(
+                    items,
+                    &mut verdicts[base..base + items.len()],
+                    &mut scratch,
+                    &mut |i, r| {
+                        let Some(peer) = table.peer(held[base + i].peer) else {
+                            return;
+                        };
+                        ctx.reply[DATA_V2_OVERHEAD..DATA_V2_OVERHEAD + r.len()].copy_from_slice(r);
+                        if let RxAction::Reject(dst, local, len) = ctx.seal_reject(peer, r.len()) {
+                            let mut b = reject_q.batch();
+                            b.push(dst, local, &ctx.reply[..len]);
+                            flush_udp(&mut b, &io.sock, ctr);
+                        }
+                    },
+                );
+            };
+            for (meta, data) in rx.datagrams_mut() {
+                if meta.src.is_none() {
+                    continue;
+                }
+                for pkt in data.chunks_mut(meta.segment.max(1)) {
+                    let pkt = frozen(pkt);
+                    if let Some(h) = held.get(j).filter(|h| h.seg == seg) {
+                        j += 1;
+                        // The table snapshot is the one phase 1 used: the peers are there.
+                        if let Some(peer) = table.peer(h.peer) {
+                            let to = h.to.and_then(|id| table.peer(id));
+                            items[m] = FilterItem {
+                                pkt: &pkt[h.payload.clone()],
+                                ctx: RxPath::filter_ctx(peer, to, now),
+                            };
+                        } else {
+                            items[m] = FilterItem::EMPTY;
+                        }
+                        m += 1;
+                        if m == FILTER_LANE {
+                            run(&items[..m], base, &mut ctx);
+                            base += m;
+                            m = 0;
+                        }
+                    }
+                    seg += 1;
+                }
+            }
+            if m > 0 {
+                run(&items[..m], base, &mut ctx);
+            }
+        }
+        // 3. Deliver what was accepted, in arrival order.
+        let mut tx = txq.batch();
+        let mut tunb = tun_writer.batch();
+        let (mut j, mut seg) = (0usize, 0usize);
+        for (meta, data) in rx.datagrams_mut() {
+            if meta.src.is_none() {
+                continue;
+            }
+            for pkt in data.chunks_mut(meta.segment.max(1)) {
+                let this = seg;
+                seg += 1;
+                let Some(h) = held.get(j).filter(|h| h.seg == this) else {
+                    continue;
+                };
+                let v = verdicts[j];
+                j += 1;
+                let action = match v {
+                    Verdict::Accept => {
+                        let to = h.to.and_then(|id| table.peer(id));
+                        ctx.deliver(pkt, h.payload.clone(), to)
+                    }
+                    Verdict::Drop | Verdict::Reject(_) => {
+                        ctr.drop(Dropped::Firewall);
+                        RxAction::None
+                    }
+                };
+                dispatch(
+                    action, pkt, ctx.reply, &mut tunb, &mut tx, reject_q, io, ctr,
+                );
+            }
+        }
+        if !tunb.is_empty() {
+            flush_tun(&mut tunb, &io.tun, ctr);
+        }
+        if !tx.is_empty() {
+            flush_udp(&mut tx, &io.sock, ctr);
+        }
+    }
+
     /// The receive batch with the AEAD of every data packet done in one call of a batch
     /// backend (the GPU): demultiplex all, open all, then deliver all, in order.
     fn process_batch_offload(&mut self, backend: &dyn crypto::BatchAead) {
@@ -163,6 +340,7 @@ impl RxThread {
             metas,
             hdrs,
             oks,
+            ..
         } = self;
         let now = shared.now_ms();
         let table = shared.table.load();
@@ -438,6 +616,36 @@ impl<'a> RxPath<'a> {
         Some((peer.clone(), key.clone()))
     }
 
+    /// [`Self::packet`] up to the firewall: demultiplex, decrypt, replay check, then
+    /// [`Self::admit`]. Returns the peer, the inner packet's range and its destination peer
+    /// (None: the TUN), or `None` when the packet ends here (counted, or relayed).
+    #[inline]
+    pub fn open_and_admit(
+        &mut self,
+        pkt: &mut [u8],
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+    ) -> Option<Admitted<'a>> {
+        let (peer, key_id) = self.demux(pkt, src, dst_ip)?;
+        let keys = peer.keys.load();
+        let Some(key) = keys.for_rx(key_id) else {
+            self.ctr.drop(Dropped::NoKey);
+            self.ctr.add(Ctr::LostDataIn, 1);
+            return None;
+        };
+        match key.dec.open(pkt) {
+            Ok(o) => {
+                let (payload, to) = self.admit(peer, pkt, o.payload, src, dst_ip)?;
+                Some((peer, payload, to))
+            }
+            Err(e) => {
+                self.ctr.crypto_drop(e.reason());
+                self.ctr.add(Ctr::LostDataIn, 1);
+                None
+            }
+        }
+    }
+
     /// The peer of a DATA_V2 packet; anything else is relayed.
     #[inline]
     fn demux(
@@ -470,6 +678,40 @@ impl<'a> RxPath<'a> {
         src: SocketAddr,
         dst_ip: Option<IpAddr>,
     ) -> RxAction {
+        let Some((payload, to_peer)) = self.admit(peer, pkt, payload, src, dst_ip) else {
+            return RxAction::None;
+        };
+        let fctx = Self::filter_ctx(peer, to_peer, self.now);
+        let verdict = self.shared.filter().check(
+            &pkt[payload.clone()],
+            &fctx,
+            &mut self.reply[DATA_V2_OVERHEAD..],
+        );
+        match verdict {
+            Verdict::Accept => self.deliver(pkt, payload, to_peer),
+            Verdict::Drop => {
+                self.ctr.drop(Dropped::Firewall);
+                RxAction::None
+            }
+            Verdict::Reject(n) => {
+                self.ctr.drop(Dropped::Firewall);
+                self.seal_reject(peer, n)
+            }
+        }
+    }
+
+    /// The part of [`Self::after_open`] before the firewall: keepalive/OCC, source check,
+    /// padding trim, MSS clamp, client-to-client route. Returns the inner packet's range and
+    /// the peer it goes to (None: the TUN), or `None` when the packet ends here (counted).
+    #[inline]
+    pub fn admit(
+        &mut self,
+        peer: &Peer,
+        pkt: &mut [u8],
+        payload: std::ops::Range<usize>,
+        src: SocketAddr,
+        dst_ip: Option<IpAddr>,
+    ) -> Option<(std::ops::Range<usize>, Option<&'a Arc<Peer>>)> {
         self.ctr.add(Ctr::RecvData, 1);
         peer.touch_rx(self.now);
         let ep = peer.endpoint();
@@ -479,32 +721,32 @@ impl<'a> RxPath<'a> {
         let plen = payload.len();
         peer.counters.add_in(self.slot, 1, plen as u64);
         match classify_plaintext(&pkt[payload.clone()]) {
-            Plaintext::Ping => return RxAction::None,
+            Plaintext::Ping => return None,
             Plaintext::OccExit => {
                 self.shared
                     .delete_peer_from_datapath(peer.id.get(), DelReason::Exit);
-                return RxAction::None;
+                return None;
             }
             Plaintext::Occ(_) => {
                 self.ctr.drop(Dropped::Occ);
-                return RxAction::None;
+                return None;
             }
             Plaintext::Other => {
                 self.ctr.drop(Dropped::NotIp);
-                return RxAction::None;
+                return None;
             }
             Plaintext::Ipv4 | Plaintext::Ipv6 => {}
         }
         let inner = &pkt[payload.clone()];
         let Some((isrc, idst)) = ip::addrs(inner) else {
             self.ctr.drop(Dropped::BadIpHeader);
-            return RxAction::None;
+            return None;
         };
         // A server checks that a client only sends from its own addresses; a client
         // accepts whatever its server routes to it, as OpenVPN does.
         if self.table.mode() == IfMode::Multipoint && !peer.allows_source(isrc) {
             self.ctr.drop(Dropped::BadSource);
-            return RxAction::None;
+            return None;
         }
         // Trim link padding beyond the IP header's own length.
         let payload = payload.start..payload.start + ip::declared_len(inner);
@@ -513,12 +755,19 @@ impl<'a> RxPath<'a> {
             self.shared.config.mssfix,
             src.is_ipv6(),
         );
+        let table: &'a PeerTable = self.table;
         let to_peer = if self.shared.client_to_client.load(Ordering::Relaxed) {
-            self.table.route(idst).filter(|p| p.id != peer.id)
+            table.route(idst).filter(|p| p.id != peer.id)
         } else {
             None
         };
-        let fctx = FilterCtx {
+        Some((payload, to_peer))
+    }
+
+    /// What the firewall is told of a packet from `peer` (to `to_peer`, or the TUN).
+    #[inline]
+    fn filter_ctx<'p>(peer: &'p Peer, to_peer: Option<&'p Arc<Peer>>, now: u64) -> FilterCtx<'p> {
+        FilterCtx {
             dir: if to_peer.is_some() {
                 Direction::BetweenPeers
             } else {
@@ -526,30 +775,29 @@ impl<'a> RxPath<'a> {
             },
             peer: (peer.id.get(), &peer.common_name),
             to: to_peer.map(|p| (p.id.get(), p.common_name.as_str())),
-            now_ms: self.now,
-        };
-        let verdict = self.shared.filter().check(
-            &pkt[payload.clone()],
-            &fctx,
-            &mut self.reply[DATA_V2_OVERHEAD..],
-        );
-        match verdict {
-            Verdict::Accept => {}
-            Verdict::Drop => {
-                self.ctr.drop(Dropped::Firewall);
-                return RxAction::None;
-            }
-            Verdict::Reject(n) => {
-                // The reply (TCP RST / ICMP unreachable) goes back through the tunnel to the
-                // peer that sent the packet.
-                self.ctr.drop(Dropped::Firewall);
-                if let Some(wire) = seal_for(peer, self.reply, n, self.shared, self.ctr) {
-                    let ep = peer.endpoint();
-                    return RxAction::Reject(ep.remote, ep.local, wire);
-                }
-                return RxAction::None;
-            }
+            now_ms: now,
         }
+    }
+
+    /// The reply (TCP RST / ICMP unreachable) at `reply[DATA_V2_OVERHEAD..][..n]`, sealed
+    /// for `peer`, goes back through the tunnel to the peer that sent the packet.
+    #[inline]
+    fn seal_reject(&mut self, peer: &Peer, n: usize) -> RxAction {
+        if let Some(wire) = seal_for(peer, self.reply, n, self.shared, self.ctr) {
+            let ep = peer.endpoint();
+            return RxAction::Reject(ep.remote, ep.local, wire);
+        }
+        RxAction::None
+    }
+
+    /// After the firewall accepted: to the TUN, or re-sealed for the destination peer.
+    #[inline]
+    pub fn deliver(
+        &mut self,
+        pkt: &mut [u8],
+        payload: std::ops::Range<usize>,
+        to_peer: Option<&Arc<Peer>>,
+    ) -> RxAction {
         self.ctr.add(Ctr::TunnelBytesRecv, payload.len() as u64);
         let Some(dest) = to_peer else {
             return RxAction::Tun(payload);
