@@ -34,14 +34,14 @@
 //! assert!(matches!(ct.track(&other, &PacketCtx::from_peer(bob, now)), Verdict::Drop(_)));
 //! ```
 //!
-//! The daemon calls [`Conntrack::track`] on the receive path (after
+//! The daemon calls [`Conntrack::track_batch`] on the receive path (after
 //! decryption and the source check, with [`PacketCtx::from_peer`] or
-//! [`PacketCtx::between_peers`] once the route is known) and
-//! [`Conntrack::track_batch`] on the send path (after picking each packet's
-//! peer, with [`PacketCtx::to_peer`]): a batch gets the same verdicts as
-//! tracking its packets in order, about twice as fast on tables of 100 k
-//! flows and more, because it prefetches each packet's table lines a few
-//! packets ahead (see `BENCHMARKS.md`). On
+//! [`PacketCtx::between_peers`] once the route is known) and on the send path
+//! (after picking each packet's peer, with [`PacketCtx::to_peer`]): a batch
+//! gets the same verdicts as [`Conntrack::track`] on its packets in order,
+//! about twice as fast on tables of 100 k flows and more, because it
+//! prefetches each packet's table lines a few packets ahead (see
+//! `BENCHMARKS.md`). On
 //! [`Verdict::Reject`] it calls [`build_reject`] with a [`REJECT_BUF_LEN`]
 //! buffer and sends the reply back where the packet came from. It calls
 //! [`Conntrack::gc_slice`] periodically, swaps rules with
