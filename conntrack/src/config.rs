@@ -43,6 +43,13 @@ pub struct Timeouts {
     pub generic: u32,
 }
 
+impl Timeouts {
+    /// Longest timeout accepted, in seconds (49.7 days): an entry keeps its
+    /// expiry as 32-bit milliseconds. Netfilter's own limit is lower (its
+    /// timeouts are 32-bit jiffies, 24.8 days at `HZ=1000`).
+    pub const MAX: u32 = u32::MAX / 1000;
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
@@ -168,6 +175,9 @@ pub enum ConfigError {
     /// A timeout of zero seconds.
     #[error("timeout {0} must be at least 1 second")]
     ZeroTimeout(&'static str),
+    /// A timeout above [`Timeouts::MAX`].
+    #[error("timeout {0} must be at most {max} seconds, got {1}", max = Timeouts::MAX)]
+    LongTimeout(&'static str, u32),
     /// The table's address space could not be reserved.
     #[error("cannot reserve memory for the connection table: {0}")]
     Memory(String),
@@ -210,6 +220,9 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::ZeroTimeout(name));
             }
+            if v > Timeouts::MAX {
+                return Err(ConfigError::LongTimeout(name, v));
+            }
         }
         Ok(())
     }
@@ -220,5 +233,27 @@ impl Config {
             .shards
             .unwrap_or_else(|| (self.max_entries / 256).clamp(64, 512));
         want.clamp(1, 65536).next_power_of_two()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_bounded_both_ways() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let mut c = Config::default();
+        c.timeouts.udp = 0;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroTimeout("udp")));
+        c.timeouts.udp = Timeouts::MAX;
+        assert_eq!(c.validate(), Ok(()));
+        c.timeouts.tcp_established = Timeouts::MAX + 1;
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::LongTimeout("tcp_established", Timeouts::MAX + 1)
+        );
+        assert!(e.to_string().contains("at most 4294967 seconds"), "{e}");
     }
 }

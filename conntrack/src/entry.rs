@@ -2,7 +2,7 @@
 //!
 //! Plain data, `Copy`, no pointers: entries live in fixed chunks of a shard's
 //! slab and are copied out for listing. 192 bytes, three cache lines (see
-//! [`Entry`]); a UDP packet touches lines 1 and 3, a TCP segment all three.
+//! [`Entry`]); a packet of an established connection touches the first two.
 
 use crate::ctx::NO_PEER;
 use crate::packet::Family;
@@ -15,30 +15,42 @@ pub(crate) const S_ORIG_IS_A: u8 = 0x01;
 pub(crate) const S_SEEN_REPLY: u8 = 0x02;
 pub(crate) const S_ASSURED: u8 = 0x04;
 
-/// Laid out in three cache lines: what every packet reads and writes first
-/// (key, hash, timer, status), then the TCP tracker, then counters and the
-/// fields only listings read.
+/// Laid out in three cache lines so that a packet of an established
+/// connection, TCP or not, reads and writes only the first two:
+/// 1. key, timer, id, status and the packet counters' low bits;
+/// 2. the TCP tracker and the byte counters' low bits;
+/// 3. what only new connections, listings and the rare counter carry touch.
+///
+/// Counters are split: a packet adds to the low part in line 1 or 2 and
+/// carries into the high part in line 3 when it wraps (every 65 536 packets,
+/// every 4 GiB), so totals are full 64-bit values without a third line per
+/// packet.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 pub(crate) struct Entry {
     // Line 1.
     pub key: FlowKey,
-    /// Low 32 bits of the key's hash (the in-shard index hash).
-    pub hash: u32,
+    /// Milliseconds, the tracker's clock.
+    pub last_seen: u64,
+    /// Expiry, in milliseconds after `last_seen` (timeouts are at most
+    /// [`crate::config::Timeouts::MAX`] seconds, so this fits).
+    pub ttl_ms: u32,
+    /// Connection id; the free-list link while the slot is empty.
+    pub id: u32,
     pub status: u8,
     pub icmp_code: u8,
-    pub expires: u64,
-    pub last_seen: u64,
+    pub pkts_lo: [u16; 2],
     // Line 2.
     pub tcp: TcpConn,
+    pub bytes_lo: [u32; 2],
     // Line 3.
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
+    /// Low 32 bits of the key's hash (the in-shard index hash).
+    pub hash: u32,
+    pub bytes_hi: [u32; 2],
+    pub pkts_hi: [u64; 2],
     pub created: u64,
     pub orig_peer: u32,
     pub reply_peer: u32,
-    /// Connection id; the free-list link while the slot is empty.
-    pub id: u32,
 }
 
 impl Entry {
@@ -63,10 +75,60 @@ impl Entry {
         }
     }
 
-    pub(crate) fn count(&mut self, dir: CtDir, bytes: u32, now: u64) {
-        self.packets[dir.idx()] += 1;
-        self.bytes[dir.idx()] += u64::from(bytes);
+    /// When the entry expires (milliseconds).
+    #[inline(always)]
+    pub(crate) fn expires(&self) -> u64 {
+        self.last_seen + u64::from(self.ttl_ms)
+    }
+
+    /// Move the expiry to `at`, keeping `last_seen`.
+    pub(crate) fn set_expires(&mut self, at: u64) {
+        self.ttl_ms = u32::try_from(at.saturating_sub(self.last_seen)).unwrap_or(u32::MAX);
+    }
+
+    /// A packet of `bytes` seen at `now` in direction `dir`; the entry now
+    /// expires `timeout` seconds later.
+    #[inline(always)]
+    pub(crate) fn refresh(&mut self, dir: CtDir, bytes: u32, now: u64, timeout: u32) {
         self.last_seen = now;
+        self.ttl_ms = timeout.saturating_mul(1000);
+        let d = dir.idx();
+        let (p, carry) = self.pkts_lo[d].overflowing_add(1);
+        self.pkts_lo[d] = p;
+        if carry {
+            self.pkts_hi[d] += 1;
+        }
+        self.add_bytes(dir, bytes);
+    }
+
+    /// Bytes of a packet that do not refresh the timer (later fragments).
+    #[inline(always)]
+    pub(crate) fn add_bytes(&mut self, dir: CtDir, bytes: u32) {
+        let d = dir.idx();
+        let (b, carry) = self.bytes_lo[d].overflowing_add(bytes);
+        self.bytes_lo[d] = b;
+        if carry {
+            self.bytes_hi[d] += 1;
+        }
+    }
+
+    /// Set `last_seen` to `now` without moving the expiry.
+    pub(crate) fn touch(&mut self, now: u64) {
+        let at = self.expires();
+        self.last_seen = now;
+        self.set_expires(at);
+    }
+
+    /// Packets counted in direction `dir`.
+    pub(crate) fn packets(&self, dir: CtDir) -> u64 {
+        let d = dir.idx();
+        self.pkts_hi[d] << 16 | u64::from(self.pkts_lo[d])
+    }
+
+    /// Bytes counted in direction `dir`.
+    pub(crate) fn bytes(&self, dir: CtDir) -> u64 {
+        let d = dir.idx();
+        u64::from(self.bytes_hi[d]) << 32 | u64::from(self.bytes_lo[d])
     }
 
     pub(crate) fn tcp_state(&self) -> Option<TcpState> {
@@ -90,13 +152,13 @@ impl Entry {
             family: self.family(),
             proto: self.key.proto,
             tcp_state: self.tcp_state(),
-            timeout: self.expires.saturating_sub(now) / 1000,
+            timeout: self.expires().saturating_sub(now) / 1000,
             original,
             reply,
-            orig_packets: self.packets[0],
-            orig_bytes: self.bytes[0],
-            reply_packets: self.packets[1],
-            reply_bytes: self.bytes[1],
+            orig_packets: self.packets(CtDir::Original),
+            orig_bytes: self.bytes(CtDir::Original),
+            reply_packets: self.packets(CtDir::Reply),
+            reply_bytes: self.bytes(CtDir::Reply),
             seen_reply: self.seen_reply(),
             assured: self.assured(),
             created_ms: self.created,
@@ -115,7 +177,53 @@ mod tests {
     fn layout() {
         assert_eq!(std::mem::size_of::<Entry>(), 192);
         assert_eq!(std::mem::align_of::<Entry>(), 64);
+        // What a packet of an established connection touches: lines 1 and 2.
+        for end in [
+            std::mem::offset_of!(Entry, pkts_lo) + 4,
+            std::mem::offset_of!(Entry, id) + 4,
+            std::mem::offset_of!(Entry, ttl_ms) + 4,
+            std::mem::offset_of!(Entry, last_seen) + 8,
+            std::mem::offset_of!(Entry, status) + 1,
+        ] {
+            assert!(end <= 64, "{end}");
+        }
         assert_eq!(std::mem::offset_of!(Entry, tcp), 64);
-        assert_eq!(std::mem::offset_of!(Entry, packets), 128);
+        assert_eq!(std::mem::size_of::<TcpConn>(), 56);
+        assert_eq!(std::mem::offset_of!(Entry, bytes_lo) + 8, 128);
+        assert_eq!(std::mem::offset_of!(Entry, hash), 128);
+    }
+
+    #[test]
+    fn counters_carry_into_the_high_parts() {
+        let mut e = Entry::default();
+        for _ in 0..70_000 {
+            e.refresh(CtDir::Reply, 1 << 20, 5, 30);
+        }
+        e.refresh(CtDir::Original, u32::MAX, 7, 30);
+        e.refresh(CtDir::Original, u32::MAX, 9, 30);
+        assert_eq!(e.packets(CtDir::Reply), 70_000);
+        assert_eq!(e.bytes(CtDir::Reply), 70_000 << 20);
+        assert_eq!(e.packets(CtDir::Original), 2);
+        assert_eq!(e.bytes(CtDir::Original), 2 * u64::from(u32::MAX));
+        assert_eq!(e.expires(), 9 + 30_000);
+    }
+
+    #[test]
+    fn expiry_survives_touch_and_set() {
+        let mut e = Entry::default();
+        e.refresh(CtDir::Original, 10, 1_000, 60);
+        assert_eq!(e.expires(), 61_000);
+        e.touch(5_000);
+        assert_eq!((e.last_seen, e.expires()), (5_000, 61_000));
+        e.set_expires(20_000);
+        assert_eq!((e.last_seen, e.expires()), (5_000, 20_000));
+        // Past expiry: expired at once, never before `last_seen`.
+        e.touch(70_000);
+        assert_eq!(e.expires(), 70_000);
+        e.refresh(CtDir::Original, 10, 80_000, crate::config::Timeouts::MAX);
+        assert_eq!(
+            e.expires(),
+            80_000 + u64::from(crate::config::Timeouts::MAX) * 1000
+        );
     }
 }

@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Spin rounds before a waiter starts yielding.
 const SPINS: u32 = 128;
 
+/// `repr(C)` with the lock word first: callers lay out a lock and the data
+/// a lookup reads in one cache line (Rust's default layout would move the
+/// byte behind `value`, into another line).
+#[repr(C)]
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
@@ -29,6 +33,12 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
+    /// Address of the lock word (layout tests).
+    #[cfg(test)]
+    pub(crate) fn lock_word(&self) -> *const AtomicBool {
+        &self.locked
+    }
+
     pub(crate) const fn new(value: T) -> Self {
         SpinLock {
             locked: AtomicBool::new(false),

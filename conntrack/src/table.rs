@@ -429,6 +429,8 @@ mod tests {
         let shard = &*g as *const Shard as usize;
         assert_eq!(std::mem::offset_of!(ShardCell, hints), 0);
         assert!(&c.shard as *const _ as usize - base < 64);
+        // The lock word itself, not only the lock's start.
+        assert!(c.shard.lock_word() as usize - base < 64);
         assert_eq!(std::mem::offset_of!(Shard, index), 0);
         assert!(shard + std::mem::size_of::<Block>() - base <= 64);
     }

@@ -219,7 +219,12 @@ const F_CHALLENGE_ACK: u8 = 0x40;
 const F_SIMULTANEOUS_OPEN: u8 = 0x80;
 
 /// What the tracker knows of one direction's sender.
+///
+/// Packed to 2-byte alignment (18 bytes instead of 20) so that [`TcpConn`]
+/// and the entry's byte counters share one cache line; the fields are only
+/// ever read and written by value, never borrowed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, packed(2))]
 pub(crate) struct TcpSide {
     /// Highest `seq + len` sent.
     end: u32,
@@ -244,7 +249,7 @@ impl TcpSide {
     }
 }
 
-/// TCP part of a connection entry (60 bytes).
+/// TCP part of a connection entry (56 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TcpConn {
     seen: [TcpSide; 2],

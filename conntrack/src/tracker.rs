@@ -151,8 +151,11 @@ const BATCH_PREFETCH_MIN: usize = 16_384;
 #[derive(Clone, Copy)]
 struct Prepared<'a> {
     pkt: Packet<'a>,
-    key: Option<(FlowKey, bool, u64)>,
+    key: Option<Keyed>,
 }
+
+/// A packet's flow key, whether its source is the key's endpoint `a`, and the key's hash.
+type Keyed = (FlowKey, bool, u64);
 
 /// Ask the CPU to start loading the cache line at `p`.
 #[inline(always)]
@@ -438,29 +441,25 @@ impl Conntrack {
                     let (si, h32) = self.shard_of(*h);
                     prefetch(self.shards[si].bucket_addr(h32));
                 }
-                // Stage 2: read the bucket (no lock) and start loading the entry's lines
-                // this packet will touch (a TCP segment all three, others the first and last).
+                // Stage 2: read the bucket (no lock) and start loading the entry's two lines
+                // an established connection's packet touches.
                 if let Some(j) = i.checked_sub(2 * DIST).filter(|&j| j < n)
                     && let Ok(Prepared {
-                        key: Some((k, _, h)),
+                        key: Some((_, _, h)),
                         ..
                     }) = &ring[j % RING]
                 {
                     let (si, h32) = self.shard_of(*h);
-                    let tcp = k.proto == wire::IPPROTO_TCP;
                     self.shards[si].candidates(&self.arena, h32, |e| {
                         prefetch(e);
-                        if tcp {
-                            prefetch(e.wrapping_add(64));
-                        }
-                        prefetch(e.wrapping_add(128));
+                        prefetch(e.wrapping_add(64));
                     });
                 }
                 // Stage 3: track.
                 if let Some(j) = i.checked_sub(3 * DIST) {
                     out[j] = match &ring[j % RING] {
                         Ok(p) => {
-                            self.dispatch_with(&p.pkt, &items[j].ctx, stripe, p.key, rules)
+                            self.dispatch_with(&p.pkt, &items[j].ctx, stripe, p.key.as_ref(), rules)
                                 .verdict
                         }
                         Err(r) => self.malformed(*r, stripe).verdict,
@@ -510,7 +509,7 @@ impl Conntrack {
         pkt: &Packet<'_>,
         ctx: &PacketCtx<'_>,
         stripe: usize,
-        key: Option<(FlowKey, bool, u64)>,
+        key: Option<&Keyed>,
     ) -> Outcome {
         self.with_current_rules(|rules| self.dispatch_with(pkt, ctx, stripe, key, rules))
     }
@@ -521,7 +520,7 @@ impl Conntrack {
         pkt: &Packet<'_>,
         ctx: &PacketCtx<'_>,
         stripe: usize,
-        key: Option<(FlowKey, bool, u64)>,
+        key: Option<&Keyed>,
         rules: &RuleSet,
     ) -> Outcome {
         match pkt.l4 {
@@ -533,19 +532,38 @@ impl Conntrack {
             L4::Fragment => self.later_fragment(pkt, ctx, rules, stripe),
             L4::IcmpError { inner, .. } => self.related(pkt, &inner, ctx, rules, stripe),
             _ => {
-                let key = key.or_else(|| {
-                    FlowKey::of_packet(pkt).map(|(k, a)| {
-                        let h = k.hash_with(&self.hasher);
-                        // Start loading the index bucket while the lock is
-                        // being taken (a batch has prefetched it already).
-                        let (si, h32) = self.shard_of(h);
-                        prefetch(self.shards[si].bucket_addr(h32));
-                        (k, a, h)
-                    })
-                });
-                let (out, conn) = self.flow(pkt, key, ctx, rules, stripe);
+                let computed;
+                let key = match key {
+                    Some(k) => Some(k),
+                    None => {
+                        computed = FlowKey::of_packet(pkt).map(|(k, a)| {
+                            let h = k.hash_with(&self.hasher);
+                            // Start loading the index bucket while the lock is
+                            // being taken (a batch has prefetched it already).
+                            let (si, h32) = self.shard_of(h);
+                            prefetch(self.shards[si].bucket_addr(h32));
+                            (k, a, h)
+                        });
+                        computed.as_ref()
+                    }
+                };
+                let out = self.flow(pkt, key, ctx, rules, stripe);
                 if let Frag::First { id } = pkt.frag {
-                    self.record_first_fragment(pkt, id, &out, conn, ctx.now.as_millis(), stripe);
+                    let conn = match (key, out.conn_id, out.dir) {
+                        (Some(&(k, _, h)), Some(_), Some(d)) => Some((k, h, d)),
+                        _ => None,
+                    };
+                    // By value, not `&out`: borrowing it would keep the
+                    // outcome in memory on the hot path.
+                    let (v, st, c) = (out.verdict, out.state, out.conn_id);
+                    self.record_first_fragment(
+                        pkt,
+                        id,
+                        (v, st, c),
+                        conn,
+                        ctx.now.as_millis(),
+                        stripe,
+                    );
                 }
                 out
             }
@@ -662,12 +680,12 @@ impl Conntrack {
     fn flow(
         &self,
         pkt: &Packet<'_>,
-        key: Option<(FlowKey, bool, u64)>,
+        key: Option<&Keyed>,
         ctx: &PacketCtx<'_>,
         rules: &RuleSet,
         stripe: usize,
-    ) -> (Outcome, Option<(FlowKey, u64, CtDir)>) {
-        let Some((key, src_is_a, h)) = key else {
+    ) -> Outcome {
+        let Some(&(ref key, src_is_a, h)) = key else {
             let out = self.stateless(
                 pkt,
                 ctx,
@@ -676,13 +694,13 @@ impl Conntrack {
                 CtState::Invalid,
                 Some(InvalidReason::IcmpNoConnection),
             );
-            return (out, None);
+            return out;
         };
         let (si, h32) = self.shard_of(h);
         let now = ctx.now.as_millis();
         let mut shard = self.shards[si].lock(&self.arena);
-        if let Some(slot) = shard.find(&key, h32) {
-            if shard.get(slot).expires > now {
+        if let Some(slot) = shard.find(key, h32) {
+            if shard.get(slot).expires() > now {
                 match self.update(&mut shard, slot, pkt, src_is_a, now, stripe) {
                     Updated::Done {
                         state,
@@ -705,7 +723,7 @@ impl Conntrack {
                             invalid,
                             rule,
                         };
-                        return (out, Some((key, h, dir)));
+                        return out;
                     }
                     Updated::Reopen => {}
                 }
@@ -715,12 +733,11 @@ impl Conntrack {
         }
 
         // A new connection: its first packet's rules run under the shard lock.
-        let entry = match self.new_entry(pkt, key, h32, src_is_a, &ctx.path, now) {
+        let entry = match self.new_entry(pkt, *key, h32, src_is_a, &ctx.path, now) {
             Ok(e) => e,
             Err(r) => {
                 drop(shard);
-                let out = self.stateless(pkt, ctx, rules, stripe, CtState::Invalid, Some(r));
-                return (out, None);
+                return self.stateless(pkt, ctx, rules, stripe, CtState::Invalid, Some(r));
             }
         };
         let f = facts(pkt, ctx, CtState::New, Some(CtDir::Original));
@@ -734,15 +751,14 @@ impl Conntrack {
         }
         drop(shard);
         self.count_verdict(stripe, verdict);
-        let out = Outcome {
+        Outcome {
             verdict,
             state: CtState::New,
             dir: Some(CtDir::Original),
             conn_id,
             invalid: None,
             rule,
-        };
-        (out, conn_id.map(|_| (key, h, CtDir::Original)))
+        }
     }
 
     /// First packet's entry, or why this packet cannot open a connection.
@@ -809,8 +825,7 @@ impl Conntrack {
             }
             _ => t.generic,
         };
-        e.expires = now + u64::from(timeout) * 1000;
-        e.count(CtDir::Original, pkt.len, now);
+        e.refresh(CtDir::Original, pkt.len, now, timeout);
         Ok(e)
     }
 
@@ -843,7 +858,7 @@ impl Conntrack {
                     seen_reply: e.seen_reply(),
                     assured: e.assured(),
                 };
-                let remaining = e.expires.saturating_sub(now) / 1000;
+                let remaining = e.expires().saturating_sub(now) / 1000;
                 let before = e.tcp.state;
                 match e.tcp.packet(dir, &seg, status, remaining, &self.cfg.tcp, t) {
                     TcpResult::Accept {
@@ -853,8 +868,7 @@ impl Conntrack {
                         set_assured,
                     } => {
                         if refresh {
-                            e.expires = now + u64::from(timeout) * 1000;
-                            e.count(dir, pkt.len, now);
+                            e.refresh(dir, pkt.len, now, timeout);
                         }
                         if set_assured {
                             e.status |= S_ASSURED;
@@ -865,7 +879,7 @@ impl Conntrack {
                     TcpResult::Ignore => st.inc(Ctr::ignore),
                     TcpResult::Invalid { reason, shorten_to } => {
                         if let Some(s) = shorten_to {
-                            e.expires = now + u64::from(s) * 1000;
+                            e.set_expires(now + u64::from(s) * 1000);
                         }
                         invalid = Some(reason);
                     }
@@ -877,8 +891,9 @@ impl Conntrack {
                 changed |= e.tcp.state != before;
             }
             L4::Udp { .. } => {
-                // Both ways for over two seconds: a stream, keep it longer.
-                let timeout = if e.seen_reply() && now > e.created + 2000 {
+                // Both ways for over two seconds: a stream, keep it longer
+                // (`created` is read only until then: it lives in the cold line).
+                let timeout = if e.assured() || (e.seen_reply() && now > e.created + 2000) {
                     if !e.assured() {
                         e.status |= S_ASSURED;
                         changed = true;
@@ -887,8 +902,7 @@ impl Conntrack {
                 } else {
                     t.udp
                 };
-                e.expires = now + u64::from(timeout) * 1000;
-                e.count(dir, pkt.len, now);
+                e.refresh(dir, pkt.len, now, timeout);
             }
             L4::IcmpQuery { .. } => {
                 let timeout = if pkt.proto == wire::IPPROTO_ICMPV6 {
@@ -896,13 +910,9 @@ impl Conntrack {
                 } else {
                     t.icmp
                 };
-                e.expires = now + u64::from(timeout) * 1000;
-                e.count(dir, pkt.len, now);
+                e.refresh(dir, pkt.len, now, timeout);
             }
-            _ => {
-                e.expires = now + u64::from(t.generic) * 1000;
-                e.count(dir, pkt.len, now);
-            }
+            _ => e.refresh(dir, pkt.len, now, t.generic),
         }
         if invalid.is_none() && dir == CtDir::Reply && !e.seen_reply() {
             e.status |= S_SEEN_REPLY;
@@ -952,7 +962,7 @@ impl Conntrack {
             let slot = shard.slot_at(cur);
             if shard.used(slot) {
                 let e = shard.get(slot);
-                if e.expires <= now {
+                if e.expires() <= now {
                     candidate = Some((slot, DestroyReason::Expired));
                     break;
                 }
@@ -1014,7 +1024,7 @@ impl Conntrack {
             let shard = self.shards[si].lock(&self.arena);
             let slot = shard.find(&key, h32)?;
             let e = shard.get(slot);
-            (e.expires > now).then(|| (e.dir_of(inner_src_is_a), e.id))
+            (e.expires() > now).then(|| (e.dir_of(inner_src_is_a), e.id))
         });
         let (inner_dir, id) = match found {
             Some(f) => f,
@@ -1064,11 +1074,13 @@ impl Conntrack {
         (self.hasher.hash_one(k) >> 32) as usize & self.mask
     }
 
+    #[cold]
+    #[inline(never)]
     fn record_first_fragment(
         &self,
         pkt: &Packet<'_>,
         id: u32,
-        out: &Outcome,
+        (verdict, state, conn_id): (Verdict, CtState, Option<u32>),
         conn: Option<(FlowKey, u64, CtDir)>,
         now: u64,
         stripe: usize,
@@ -1082,11 +1094,11 @@ impl Conntrack {
         let k = FragKey::new(pkt.family, pkt.src, pkt.dst, pkt.proto, id);
         let rec = FragRecord {
             expires: now + u64::from(self.cfg.frag.timeout) * 1000,
-            verdict: out.verdict,
-            state: out.state,
+            verdict,
+            state,
             conn,
             hdr_len,
-            conn_id: out.conn_id,
+            conn_id,
         };
         let st = self.stats.get(stripe);
         st.inc(Ctr::frag_first);
@@ -1152,8 +1164,8 @@ impl Conntrack {
             let mut shard = self.shards[si].lock(&self.arena);
             if let Some(slot) = shard.find(&key, h32) {
                 let e = shard.get_mut(slot);
-                e.bytes[dir.idx()] += u64::from(pkt.len);
-                e.last_seen = now;
+                e.add_bytes(dir, pkt.len);
+                e.touch(now);
             }
         }
         self.count_verdict(stripe, verdict);
@@ -1189,7 +1201,7 @@ impl Conntrack {
                 let slot = shard.slot_at(shard.gc_cursor);
                 shard.gc_cursor += 1;
                 n += 1;
-                if shard.used(slot) && shard.get(slot).expires <= now {
+                if shard.used(slot) && shard.get(slot).expires() <= now {
                     self.destroy(&mut shard, slot, now, DestroyReason::Expired, stripe);
                     rep.expired += 1;
                 }
@@ -1218,7 +1230,7 @@ impl Conntrack {
                 let shard = s.lock(&self.arena);
                 for pos in 0..shard.high() {
                     let slot = shard.slot_at(pos);
-                    if shard.used(slot) && shard.get(slot).expires > now {
+                    if shard.used(slot) && shard.get(slot).expires() > now {
                         buf.push(*shard.get(slot));
                     }
                 }
