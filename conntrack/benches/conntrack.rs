@@ -199,8 +199,11 @@ fn bench_track(b: &mut criterion::Bencher<'_>, st: &mut Prefilled) {
     });
 }
 
+/// Packets per `track_batch` call: what the daemon hands over (its send and
+/// receive paths run the firewall in lanes of 64).
 const BATCH: usize = 64;
-/// The same through `track_batch`, 32 packets a call.
+
+/// The same through `track_batch`, [`BATCH`] packets a call.
 fn bench_batch(b: &mut criterion::Bencher<'_>, st: &mut Prefilled) {
     let Prefilled { ct, pkt, ord } = st;
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| pkt.clone()).collect();

@@ -400,7 +400,7 @@ impl Conntrack {
     /// bucket read without the lock to prefetch the entry it names, packet
     /// `i + 8` has its index bucket prefetched and packet `i + 12` is parsed
     /// and hashed while its shard's lock line loads: by the time a packet is
-    /// tracked, the three lines it needs (shard, bucket, entry) have had
+    /// tracked, the lines it needs (shard header, bucket, the entry's first two) have had
     /// several packets' work to arrive. Tables under 16384 entries fit the
     /// caches; their packets are tracked one by one.
     ///
