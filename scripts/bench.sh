@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p dco-examples --bin dco-bench
 # Our daemon, when the workspace has it; the tool reports it as unavailable otherwise.
-cargo build --release -p dco-control -p dco-daemon 2>/dev/null || \
-  echo "note: dco-control/dco-daemon not built; 'stock-ours' and 'ours' will be skipped" >&2
+cargo build --release -p dco-control -p dco-daemon -p dco-control-ipc --bin dco-control --bin dco-daemon --bin ovpnctl 2>/dev/null || \
+  echo "note: dco-control/dco-daemon not built; 'stock-ours', 'ours' and 'ours-fw' will be skipped" >&2
 if [ "$(id -u)" -ne 0 ]; then
   exec sudo --preserve-env=PATH,CARGO "$PWD/target/release/dco-bench" "$@"
 fi

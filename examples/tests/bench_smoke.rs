@@ -86,6 +86,21 @@ fn bench_smoke_mode_measures_and_cleans_up() -> anyhow::Result<()> {
                 assert!(s["cpu_cores"].as_f64().is_some_and(|v| v > 0.0), "{s}");
             }
         }
+        // Ours with the server's firewall on (the tool checked that it tracked the ping
+        // before measuring); it needs ovpnctl for that check and says so without it.
+        if e2e_root().join("target/release/ovpnctl").exists() {
+            for test in ["tcp1-up", "tcp4-down", "udp-up"] {
+                let s = find("ours-fw/AES-256-GCM", test)
+                    .unwrap_or_else(|| panic!("no successful ours-fw {test} sample in\n{csv}"));
+                assert!(s["mbps"].as_f64().is_some_and(|v| v > 0.0), "{s}");
+            }
+        } else {
+            assert!(
+                summary.contains("ovpnctl is not built"),
+                "ours-fw must be reported as unavailable:
+{summary}"
+            );
+        }
     }
     let svg = std::fs::read_to_string(out.path().join("chart.svg"))?;
     assert!(

@@ -117,7 +117,8 @@ pub struct RunConfig {
     pub command: String,
 }
 
-const IPERF_PORT: u16 = 5201;
+/// The iperf3 server's port (the `ours-fw` rule set lets it in).
+pub const IPERF_PORT: u16 = 5201;
 /// Planned seconds for starting a system and its idle ping.
 const START_COST: f64 = 4.0;
 

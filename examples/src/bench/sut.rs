@@ -72,6 +72,9 @@ pub enum SystemKind {
     StockClientOurServer,
     /// Our client and our server.
     OursOurs,
+    /// Our client and our server, the server with the conntrack firewall on
+    /// ([`BENCH_RULES`]: 20 rules, default policy drop).
+    OursFirewall,
     /// wireguard-go on both ends, configured with `wg`.
     WireguardGo,
     /// boringtun-cli on both ends, configured with `wg`.
@@ -86,18 +89,20 @@ impl SystemKind {
             SystemKind::StockStock => "stock",
             SystemKind::StockClientOurServer => "stock-ours",
             SystemKind::OursOurs => "ours",
+            SystemKind::OursFirewall => "ours-fw",
             SystemKind::WireguardGo => "wireguard-go",
             SystemKind::Boringtun => "boringtun",
         }
     }
 
     /// Every kind, in report order.
-    pub fn all() -> [SystemKind; 6] {
+    pub fn all() -> [SystemKind; 7] {
         [
             SystemKind::Underlay,
             SystemKind::StockStock,
             SystemKind::StockClientOurServer,
             SystemKind::OursOurs,
+            SystemKind::OursFirewall,
             SystemKind::WireguardGo,
             SystemKind::Boringtun,
         ]
@@ -112,8 +117,16 @@ impl SystemKind {
     pub fn per_cipher(self) -> bool {
         matches!(
             self,
-            SystemKind::StockStock | SystemKind::StockClientOurServer | SystemKind::OursOurs
+            SystemKind::StockStock
+                | SystemKind::StockClientOurServer
+                | SystemKind::OursOurs
+                | SystemKind::OursFirewall
         )
+    }
+
+    /// True when both ends are ours.
+    fn ours_both_ends(self) -> bool {
+        matches!(self, SystemKind::OursOurs | SystemKind::OursFirewall)
     }
 }
 
@@ -154,7 +167,10 @@ pub fn systems(
     for &kind in kinds {
         match kind {
             SystemKind::Underlay => out.push(Box::new(Underlay)),
-            SystemKind::StockStock | SystemKind::StockClientOurServer | SystemKind::OursOurs => {
+            SystemKind::StockStock
+            | SystemKind::StockClientOurServer
+            | SystemKind::OursOurs
+            | SystemKind::OursFirewall => {
                 for c in ciphers {
                     out.push(Box::new(OpenvpnSut {
                         kind,
@@ -215,7 +231,37 @@ impl Sut for Underlay {
 
 // ---------------------------------------------------------------------------------------
 
-/// OpenVPN-protocol systems: stock↔stock, stock client↔our server, ours↔ours.
+/// The server's rule set for `ours-fw`: 20 rules as a site might write them, default policy
+/// drop, established flows accepted by the first rule. The bench's traffic (iperf3 on
+/// [`super::runner::IPERF_PORT`] and ping, from the client whose certificate says
+/// `bench-client`) is let in by rules 4-6; the rest never match it but are there to be
+/// walked by new flows.
+pub const BENCH_RULES: &str = r#"# dco-bench ours-fw: the server's firewall
+policy drop
+ct state established,related accept
+ct state invalid drop
+from-peer cn "bench-client" to-host tcp dport 5201 accept
+from-peer cn "bench-client" to-host udp dport 5201 accept
+icmp type echo-request accept
+icmpv6 type { echo-request, nd-neighbor-solicit } accept
+from-peer cn "alice" ip daddr 10.8.0.0/24 tcp dport 22 accept
+from-peer cn { "bob", "carol" } tcp dport { 80, 443 } accept
+between-peers tcp dport 80 reject
+ip saddr 192.168.0.0/16 drop
+ip6 saddr fd00:dead::/32 drop
+udp dport 53 accept
+udp dport 123 accept
+tcp dport 25 reject with tcp reset
+from-peer peer-id 100-199 to-host tcp dport 8443 accept
+to-peer cn "dave" udp dport 5000-6000 accept
+meta l4proto gre accept
+ip daddr 198.51.100.0/24 udp dport 9000 accept
+ip6 daddr 2001:db8::/32 udp dport 4500 accept
+udp dport 9 accept
+"#;
+
+/// OpenVPN-protocol systems: stock↔stock, stock client↔our server, ours↔ours (also with
+/// the server's firewall on).
 pub struct OpenvpnSut {
     kind: SystemKind,
     cipher: String,
@@ -351,6 +397,7 @@ impl Sut for OpenvpnSut {
         let who = match self.kind {
             SystemKind::StockStock => "stock 2.6 ↔ stock 2.6",
             SystemKind::StockClientOurServer => "stock 2.6 client ↔ our server",
+            SystemKind::OursFirewall => "our client ↔ our server + firewall (20 rules)",
             _ => "our client ↔ our server",
         };
         format!("{who} {}", self.cipher)
@@ -367,25 +414,40 @@ impl Sut for OpenvpnSut {
         }
         self.ours_ok
             .get_or_init(|| ours_available(&self.bin_dir))
-            .clone()
+            .clone()?;
+        let ovpnctl = self.bin_dir.join("ovpnctl");
+        if self.kind == SystemKind::OursFirewall && !ovpnctl.exists() {
+            // It checks that the firewall is really in the path.
+            return Err(format!(
+                "not available yet: {} is not built (cargo build --release -p dco-control-ipc)",
+                ovpnctl.display()
+            ));
+        }
+        Ok(())
     }
     fn start(&self, topo: &Topology) -> Result<Box<dyn RunningSut>> {
         let (net, port) = self.tunnel_net();
         let pki = &topo.pki;
         let work = topo.work.path();
         let ours = self.kind != SystemKind::StockStock;
-        let scfg = OvpnConfig::server(pki)
+        let mut scfg = OvpnConfig::server(pki)
             .tls_crypt(pki)
             .data_ciphers(&[&self.cipher])
             .network(net, 24)
             .port(port)
             // Our parser is meant to take stock configs; leave out the stock-only opt-out.
             .disable_dco(!ours);
+        if self.kind == SystemKind::OursFirewall {
+            let rules = work.join("bench-firewall.rules");
+            std::fs::write(&rules, BENCH_RULES)
+                .with_context(|| format!("writing {}", rules.display()))?;
+            scfg = scfg.extra(&format!("firewall {}", rules.display()));
+        }
         let ccfg = OvpnConfig::client(pki, "bench-client", topo.server_underlay())?
             .tls_crypt(pki)
             .data_ciphers(&[&self.cipher])
             .port(port)
-            .disable_dco(self.kind != SystemKind::OursOurs);
+            .disable_dco(!self.kind.ours_both_ends());
         let tag = self.kind.id();
         let server = if ours {
             let conf = scfg.write(work, &format!("{tag}-server"))?;
@@ -408,7 +470,7 @@ impl Sut for OpenvpnSut {
                 READY,
             )?)
         };
-        let client = if self.kind == SystemKind::OursOurs {
+        let client = if self.kind.ours_both_ends() {
             let conf = ccfg.write(work, &format!("{tag}-client"))?;
             e2e::make_world_readable(work);
             let args = self.ours_args(&conf);
@@ -438,6 +500,18 @@ impl Sut for OpenvpnSut {
         topo.client_ns
             .wait_ping(target, READY)
             .context("no traffic through the tunnel")?;
+        if self.kind == SystemKind::OursFirewall {
+            // The firewall must really be in the path: the ping above is a tracked flow.
+            let ovpnctl = self.bin_dir.join("ovpnctl").display().to_string();
+            let out = topo
+                .server_ns
+                .run(&[&ovpnctl, "--ifname", &scfg.dev, "ct", "stats", "--json"])?;
+            let v: serde_json::Value = serde_json::from_str(&out)
+                .with_context(|| format!("ovpnctl ct stats --json: {out}"))?;
+            if v["new"].as_u64().unwrap_or(0) == 0 {
+                bail!("the server's firewall tracked no connection (ovpnctl ct stats: {out})");
+            }
+        }
         Ok(Box::new(running))
     }
 }
@@ -693,4 +767,25 @@ fn ns_pids_named(ns: &str, prefix: &str) -> Vec<u32> {
             std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with(prefix))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_rules_parse_to_twenty_rules_that_let_the_bench_in() {
+        let set = conntrack::RuleSet::parse(BENCH_RULES).expect("BENCH_RULES parse");
+        assert_eq!(set.len(), 20);
+        let port = format!("dport {}", super::super::runner::IPERF_PORT);
+        assert!(BENCH_RULES.contains(&format!("tcp {port} accept")));
+        assert!(BENCH_RULES.contains(&format!("udp {port} accept")));
+    }
+
+    #[test]
+    fn every_system_id_parses_back() {
+        for k in SystemKind::all() {
+            assert_eq!(SystemKind::parse(k.id()), Some(k));
+        }
+    }
 }

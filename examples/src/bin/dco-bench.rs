@@ -59,11 +59,12 @@ struct ThroughputArgs {
     /// Seconds per iperf3 test.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Systems: underlay, stock, stock-ours, ours, wireguard-go, boringtun (comma-separated).
+    /// Systems: underlay, stock, stock-ours, ours, ours-fw (ours with the server's firewall on,
+    /// 20 rules), wireguard-go, boringtun (comma-separated).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "underlay,stock,stock-ours,ours,wireguard-go,boringtun"
+        default_value = "underlay,stock,stock-ours,ours,ours-fw,wireguard-go,boringtun"
     )]
     systems: Vec<String>,
     /// OpenVPN data ciphers, one system each.
@@ -176,7 +177,7 @@ fn throughput(mut a: ThroughputArgs, command: String) -> Result<()> {
         match SystemKind::parse(s) {
             Some(k) => systems.push(k),
             None => bail!(
-                "unknown system {s:?}; known: underlay, stock, stock-ours, ours, wireguard-go, boringtun"
+                "unknown system {s:?}; known: underlay, stock, stock-ours, ours, ours-fw, wireguard-go, boringtun"
             ),
         }
     }
