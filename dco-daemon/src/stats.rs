@@ -63,10 +63,13 @@ pub enum Dropped {
     Oversize,
     /// An OCC message other than EXIT.
     Occ,
+    /// Reading from the TUN failed (e.g. a GSO super-packet the offload could not split);
+    /// what the read would have returned is lost with it.
+    TunRead,
 }
 
 impl Dropped {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     pub const ALL: [Dropped; Self::COUNT] = [
         Dropped::NoKey,
         Dropped::BadSource,
@@ -82,6 +85,7 @@ impl Dropped {
         Dropped::KeyExhausted,
         Dropped::Oversize,
         Dropped::Occ,
+        Dropped::TunRead,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -100,6 +104,7 @@ impl Dropped {
             Dropped::KeyExhausted => "key_exhausted",
             Dropped::Oversize => "oversize",
             Dropped::Occ => "occ_message",
+            Dropped::TunRead => "tun_read_error",
         }
     }
 }
@@ -293,6 +298,26 @@ mod tests {
             s.drop_reasons()
                 .iter()
                 .any(|(n, v)| *n == "replayed" && *v == 4000)
+        );
+    }
+
+    #[test]
+    fn every_drop_reason_has_its_own_slot_and_name() {
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in Dropped::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i, "ALL is in discriminant order");
+            assert!(names.insert(d.name()), "{} named twice", d.name());
+        }
+        // A TUN read error is its own reason, apart from oversize packets.
+        let c = Counters::new(1);
+        c.slot(0).drop(Dropped::TunRead);
+        let s = c.snapshot();
+        assert_eq!(s.dropped(Dropped::TunRead), 1);
+        assert_eq!(s.dropped(Dropped::Oversize), 0);
+        assert!(
+            s.drop_reasons()
+                .iter()
+                .any(|(n, v)| *n == "tun_read_error" && *v == 1)
         );
     }
 }

@@ -951,7 +951,7 @@ impl TxThread {
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        self.shared.counters.slot(self.slot).drop(Dropped::Oversize);
+                        self.shared.counters.slot(self.slot).drop(Dropped::TunRead);
                         tracing::debug!("TUN read failed: {e}");
                         break;
                     }
