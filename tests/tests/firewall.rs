@@ -1,7 +1,10 @@
 //! The stateful firewall in the data path with stock OpenVPN 2.6 clients: a rule lets
 //! client1 reach one TCP port of client2 and nothing else; it holds in both directions,
 //! replies of allowed connections pass, rejected connections get a RST back through the
-//! tunnel, and the tracked flows are listed over the IPC (`ovpnctl ct list`).
+//! tunnel, and the tracked flows are listed over the IPC (`ovpnctl ct list`, also `--json`).
+//! The operator's commands against the running daemon: `ct watch`, `ct stats`, `fw load`
+//! (a file with a syntax error refused with its line and column, the rules in force kept; a
+//! good one replacing them at run time), `fw list` and `ct flush`.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -187,6 +190,117 @@ fn one_tcp_port_between_two_clients() -> Result<()> {
             && l.contains("dst=10.8.0.12")
             && l.contains("dport=7000")),
         "ovpnctl ct list:\n{out}"
+    );
+    let ctl = |args: &[&str]| -> Result<std::process::Output> {
+        let mut v = vec![ovpnctl.as_str(), "--ifname", "fwls"];
+        v.extend_from_slice(args);
+        server_ns.run_output(&v, Duration::from_secs(10))
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    // `ct list --json` carries the same flows, machine-readable.
+    let out = ctl(&["ct", "list", "--json"])?;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow!("ct list --json: {e}: {}", text(&out)))?;
+    let has_flow_to = |list: &serde_json::Value, port: u64| {
+        list.as_array().is_some_and(|a| {
+            a.iter().any(|e| {
+                e["proto"] == 6 && e["orig"]["dst"] == "10.8.0.12" && e["orig"]["dport"] == port
+            })
+        })
+    };
+    ensure!(has_flow_to(&list, 7000), "ct list --json:\n{}", text(&out));
+    // `ct stats` counts like `conntrack -S`.
+    let out = ctl(&["ct", "stats"])?;
+    let stats = text(&out);
+    let field = |k: &str| -> Option<u64> {
+        stats
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+    };
+    ensure!(
+        out.status.success()
+            && field("entries").is_some_and(|n| n >= 1)
+            && field("new").is_some_and(|n| n >= 2)
+            && field("invalid").is_some()
+            && field("early_drop") == Some(0),
+        "ovpnctl ct stats: {stats}"
+    );
+
+    // A rule file with a syntax error is refused with its line and column, and the rule set
+    // in force stays: client1 still cannot open client2's port 7001.
+    let bad = work.path().join("bad.fw");
+    std::fs::write(&bad, "policy drop\nct state established,related acept\n")?;
+    let out = ctl(&["fw", "load", &bad.display().to_string()])?;
+    ensure!(
+        !out.status.success()
+            && text(&out).contains("line 2, column 30")
+            && text(&out).contains("acept"),
+        "a bad rule file must be refused with its position: {}",
+        text(&out)
+    );
+    let r = connect(&nss[0], SocketAddr::new(ip("10.8.0.12"), 7001))?;
+    ensure!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "after a refused load, 7001 must still be rejected, got {r:?}"
+    );
+    // `fw load` replaces the rule set at run time: 7001 is now allowed as well.
+    let good = work.path().join("more.fw");
+    std::fs::write(
+        &good,
+        RULES.replace(
+            "between-peers meta l4proto tcp reject",
+            "between-peers from-peer cn \"client1\" to-peer cn \"client2\" tcp dport 7001 accept\n\
+             between-peers meta l4proto tcp reject",
+        ),
+    )?;
+    let out = ctl(&["fw", "load", &good.display().to_string()])?;
+    ensure!(
+        out.status.success() && text(&out).contains("7 rules loaded"),
+        "fw load: {}",
+        text(&out)
+    );
+    bulk_tcp_transfer(
+        &nss[0],
+        &nss[1],
+        ip("10.8.0.12"),
+        &BulkOpts {
+            bytes: 64 << 10,
+            port: 7001,
+            ..Default::default()
+        },
+    )
+    .map_err(fail)?;
+    let out = ctl(&["fw", "list"])?;
+    ensure!(
+        text(&out).contains("dport 7001 accept"),
+        "fw list after the load:\n{}",
+        text(&out)
+    );
+    // `ct flush` empties the table; the flows are gone from the list.
+    let out = ctl(&["ct", "flush"])?;
+    let flushed: u64 = text(&out)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    ensure!(
+        out.status.success() && flushed >= 2,
+        "ct flush: {}",
+        text(&out)
+    );
+    let out = ctl(&["ct", "list", "--json"])?;
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow!("ct list --json: {e}: {}", text(&out)))?;
+    ensure!(
+        !has_flow_to(&list, 7000) && !has_flow_to(&list, 7001),
+        "flows left after ct flush:\n{}",
+        text(&out)
     );
     drop(procs);
     Ok(())

@@ -954,4 +954,28 @@ mod tests {
         assert!(split_keys(&m, Cipher::Aes128Gcm).is_ok());
         assert!(split_keys(&m, Cipher::Aes256Gcm).is_err());
     }
+
+    #[test]
+    fn ct_stats_prints_each_counter_once() {
+        let named = |name: &str, value| NamedCounter {
+            name: name.into(),
+            value,
+        };
+        let s = CtStats {
+            entries: 2,
+            max: 8,
+            new: 2,
+            invalid: 1,
+            drop: 0,
+            early_drop: 0,
+            expired: 0,
+            insert_failed: 0,
+            counters: vec![named("found", 9), named("invalid", 1), named("expired", 0)],
+        };
+        let line = render::ct_stats(&s);
+        assert_eq!(
+            line,
+            "entries=2 max=8 new=2 invalid=1 drop=0 early_drop=0 expired=0 insert_failed=0 found=9\n"
+        );
+    }
 }
