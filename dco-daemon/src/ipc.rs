@@ -541,25 +541,7 @@ impl DaemonHandler {
                 };
                 Ok(Response::CtFlushed(CtFlushed { flushed: n as u64 }))
             }
-            Request::CtStats => {
-                let s = d.conntrack().stats();
-                let t = &s.total;
-                Ok(Response::CtStats(CtStats {
-                    entries: s.entries as u64,
-                    max: s.max_entries as u64,
-                    new: t.insert,
-                    invalid: t.invalid,
-                    drop: t.drop,
-                    early_drop: t.early_drop,
-                    expired: t.expired,
-                    insert_failed: t.drop,
-                    counters: t
-                        .fields()
-                        .iter()
-                        .map(|(n, v)| NamedCounter::new(*n, *v))
-                        .collect(),
-                }))
-            }
+            Request::CtStats => Ok(Response::CtStats(ct_stats_reply(&d.conntrack().stats()))),
         }
     }
 
@@ -576,5 +558,67 @@ impl DaemonHandler {
 impl Handler for DaemonHandler {
     async fn handle(&self, request: Request, _caller: &Caller) -> Result<Response, IpcError> {
         self.dispatch(request)
+    }
+}
+
+/// The `CT_STATS` reply: the schema's fixed fields, then every other tracker counter under
+/// its own name (a counter already given as a fixed field is not repeated).
+fn ct_stats_reply(s: &conntrack::Stats) -> CtStats {
+    let t = &s.total;
+    const FIXED: [&str; 4] = ["invalid", "drop", "early_drop", "expired"];
+    CtStats {
+        entries: s.entries as u64,
+        max: s.max_entries as u64,
+        new: t.insert,
+        invalid: t.invalid,
+        drop: t.drop,
+        early_drop: t.early_drop,
+        expired: t.expired,
+        // An insert fails only when the table is full and nothing could be dropped early
+        // (inserts run under the shard lock, so netfilter's insert race does not exist):
+        // the same event as `drop`.
+        insert_failed: t.drop,
+        counters: t
+            .fields()
+            .iter()
+            .filter(|(n, _)| !FIXED.contains(n))
+            .map(|(n, v)| NamedCounter::new(*n, *v))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_stats_reply_names_each_counter_once() {
+        let ct = conntrack::Conntrack::new(conntrack::Config::default()).expect("tracker");
+        let r = ct_stats_reply(&ct.stats());
+        let fixed = [
+            "entries",
+            "max",
+            "new",
+            "invalid",
+            "drop",
+            "early_drop",
+            "expired",
+            "insert_failed",
+        ];
+        let mut names = std::collections::HashSet::new();
+        for n in &r.counters {
+            assert!(
+                !fixed.contains(&n.name.as_str()),
+                "{} repeats a field",
+                n.name
+            );
+            assert!(names.insert(n.name.clone()), "{} named twice", n.name);
+        }
+        // Everything else the tracker counts is there (conntrack -S's `found`, `insert`).
+        assert!(
+            names.contains("found") && names.contains("insert"),
+            "{names:?}"
+        );
+        assert_eq!(names.len() + 4, ct.stats().total.fields().len());
     }
 }

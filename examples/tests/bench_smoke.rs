@@ -97,8 +97,7 @@ fn bench_smoke_mode_measures_and_cleans_up() -> anyhow::Result<()> {
         } else {
             assert!(
                 summary.contains("ovpnctl is not built"),
-                "ours-fw must be reported as unavailable:
-{summary}"
+                "ours-fw must be reported as unavailable:\n{summary}"
             );
         }
     }

@@ -231,6 +231,15 @@ fn one_tcp_port_between_two_clients() -> Result<()> {
             && field("early_drop") == Some(0),
         "ovpnctl ct stats: {stats}"
     );
+    let keys: Vec<&str> = stats
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+        .collect();
+    let unique: std::collections::HashSet<&&str> = keys.iter().collect();
+    ensure!(
+        unique.len() == keys.len(),
+        "ovpnctl ct stats names a counter twice: {stats}"
+    );
 
     // A rule file with a syntax error is refused with its line and column, and the rule set
     // in force stays: client1 still cannot open client2's port 7001.

@@ -956,7 +956,7 @@ mod tests {
     }
 
     #[test]
-    fn ct_stats_prints_each_counter_once() {
+    fn ct_stats_prints_fields_then_counters() {
         let named = |name: &str, value| NamedCounter {
             name: name.into(),
             value,
@@ -970,12 +970,12 @@ mod tests {
             early_drop: 0,
             expired: 0,
             insert_failed: 0,
-            counters: vec![named("found", 9), named("invalid", 1), named("expired", 0)],
+            counters: vec![named("found", 9), named("related", 0)],
         };
         let line = render::ct_stats(&s);
         assert_eq!(
             line,
-            "entries=2 max=8 new=2 invalid=1 drop=0 early_drop=0 expired=0 insert_failed=0 found=9\n"
+            "entries=2 max=8 new=2 invalid=1 drop=0 early_drop=0 expired=0 insert_failed=0 found=9 related=0\n"
         );
     }
 }

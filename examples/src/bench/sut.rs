@@ -301,6 +301,11 @@ impl OpenvpnSut {
         self.bin_dir.join("dco-control")
     }
 
+    /// `ovpnctl`, which `ours-fw` uses to check that the firewall is in the path.
+    fn ovpnctl_bin(&self) -> PathBuf {
+        self.bin_dir.join("ovpnctl")
+    }
+
     /// `dco-control` arguments for config `conf`.
     fn ours_args(&self, conf: &Path) -> Vec<std::ffi::OsString> {
         let mut a: Vec<std::ffi::OsString> = vec!["--config".into(), conf.into()];
@@ -415,9 +420,8 @@ impl Sut for OpenvpnSut {
         self.ours_ok
             .get_or_init(|| ours_available(&self.bin_dir))
             .clone()?;
-        let ovpnctl = self.bin_dir.join("ovpnctl");
+        let ovpnctl = self.ovpnctl_bin();
         if self.kind == SystemKind::OursFirewall && !ovpnctl.exists() {
-            // It checks that the firewall is really in the path.
             return Err(format!(
                 "not available yet: {} is not built (cargo build --release -p dco-control-ipc)",
                 ovpnctl.display()
@@ -502,7 +506,7 @@ impl Sut for OpenvpnSut {
             .context("no traffic through the tunnel")?;
         if self.kind == SystemKind::OursFirewall {
             // The firewall must really be in the path: the ping above is a tracked flow.
-            let ovpnctl = self.bin_dir.join("ovpnctl").display().to_string();
+            let ovpnctl = self.ovpnctl_bin().display().to_string();
             let out = topo
                 .server_ns
                 .run(&[&ovpnctl, "--ifname", &scfg.dev, "ct", "stats", "--json"])?;
@@ -780,6 +784,31 @@ mod tests {
         let port = format!("dport {}", super::super::runner::IPERF_PORT);
         assert!(BENCH_RULES.contains(&format!("tcp {port} accept")));
         assert!(BENCH_RULES.contains(&format!("udp {port} accept")));
+        // And the tracker really lets the bench's traffic in, from its client only.
+        use conntrack::{Config, Conntrack, PacketCtx, PeerRef, Timestamp, Verdict, build};
+        let ct = Conntrack::with_rules(Config::default(), set).expect("tracker");
+        let now = Timestamp::from_millis(1_000);
+        let (client, server) = ("10.9.0.2".parse().unwrap(), "10.9.0.1".parse().unwrap());
+        let iperf = super::super::runner::IPERF_PORT;
+        let syn = |sport| {
+            build::Tcp {
+                sport,
+                dport: iperf,
+                seq: 1,
+                flags: 0x02,
+                win: 65535,
+                ..Default::default()
+            }
+            .packet(client, server)
+        };
+        let bench = || PacketCtx::from_peer(PeerRef::new(1, "bench-client"), now);
+        assert_eq!(ct.track(&syn(40000), &bench()), Verdict::Accept);
+        let udp = build::udp(client, server, 40001, iperf, b"iperf3");
+        assert_eq!(ct.track(&udp, &bench()), Verdict::Accept);
+        let ping = build::echo_request(client, server, 7, 1);
+        assert_eq!(ct.track(&ping, &bench()), Verdict::Accept);
+        let stranger = PacketCtx::from_peer(PeerRef::new(2, "someone-else"), now);
+        assert!(matches!(ct.track(&syn(40002), &stranger), Verdict::Drop(_)));
     }
 
     #[test]

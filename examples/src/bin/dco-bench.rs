@@ -177,7 +177,8 @@ fn throughput(mut a: ThroughputArgs, command: String) -> Result<()> {
         match SystemKind::parse(s) {
             Some(k) => systems.push(k),
             None => bail!(
-                "unknown system {s:?}; known: underlay, stock, stock-ours, ours, ours-fw, wireguard-go, boringtun"
+                "unknown system {s:?}; known: {}",
+                SystemKind::all().map(SystemKind::id).join(", ")
             ),
         }
     }

@@ -289,22 +289,7 @@ pub fn ct_stats(c: &CtStats) -> String {
         "entries={} max={} new={} invalid={} drop={} early_drop={} expired={} insert_failed={}",
         c.entries, c.max, c.new, c.invalid, c.drop, c.early_drop, c.expired, c.insert_failed
     );
-    // The daemon's own counter list repeats some of the fields above; print each name once.
-    const SHOWN: [&str; 8] = [
-        "entries",
-        "max",
-        "new",
-        "invalid",
-        "drop",
-        "early_drop",
-        "expired",
-        "insert_failed",
-    ];
-    for n in c
-        .counters
-        .iter()
-        .filter(|n| !SHOWN.contains(&n.name.as_str()))
-    {
+    for n in &c.counters {
         let _ = write!(s, " {}={}", n.name, n.value);
     }
     s.push('\n');
